@@ -1,0 +1,7 @@
+"""bortzoo: Bort (arXiv 2010.10499) end to end on Lightning: search, distillation, fine-tuning, publishing."""
+
+from bortzoo.arch import PRESETS, Arch, get_arch, search_space
+from bortzoo.errors import BortzooError
+
+__version__ = "0.1.0"
+__all__ = ["Arch", "BortzooError", "PRESETS", "get_arch", "search_space", "__version__"]
