@@ -1,0 +1,137 @@
+"""A masked-LM student built from any `Arch`: a search candidate, Bort (the `bort` preset), or BERT-large."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Union
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from transformers import BertForMaskedLM, get_linear_schedule_with_warmup
+
+from bortzoo.arch import Arch, get_arch
+from bortzoo.distill import distillation_loss
+from bortzoo.errors import BortzooError
+from bortzoo.modules.mlm import masked_logits
+from bortzoo.modules.teacher import Teacher
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
+
+
+class Student(L.LightningModule):
+    """A BERT masked-LM of shape ⟨D,A,H,I⟩, initialised N(0, 0.02), trained by masked-LM or distillation.
+
+    Without a teacher the loss is plain masked-LM cross-entropy (the paper's baseline). With a
+    teacher it is `α·CE + β·T²·KL(teacher‖student)` on the masked positions (`bortzoo.distill`);
+    the teacher is frozen and not saved in this module's checkpoints.
+
+    Args:
+        arch: Preset name (``bort``, ``bert-large``, ``bert-base``, ``roberta-large``), ``"D,A,H,I"``,
+            or the fields of an `Arch`. Its vocab_size must equal the tokenizer's.
+        teacher: Optional frozen `Teacher` to distil from; its vocabulary must equal the student's.
+        alpha: Weight of the masked-LM cross-entropy in distillation.
+        beta: Weight of the T²-scaled KL term in distillation.
+        temperature: Softmax temperature T of the KL term.
+        lr: Peak learning rate of AdamW.
+        weight_decay: Decoupled weight decay (none on biases and LayerNorm weights).
+        warmup_ratio: Share of the training steps with linear warm-up; linear decay to 0 after it.
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+    """
+
+    def __init__(
+        self,
+        arch: Union[str, Arch] = "bort",
+        teacher: Optional[Teacher] = None,
+        alpha: float = 0.1,
+        beta: float = 0.5,
+        temperature: float = 2.0,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+    ):
+        super().__init__()
+        self.arch = get_arch(arch)
+        if not 0.0 <= warmup_ratio <= 1.0:
+            raise BortzooError(f"warmup_ratio must be within [0, 1], got {warmup_ratio}")
+        if temperature <= 0:
+            raise BortzooError(f"temperature must be positive, got {temperature}")
+        self.save_hyperparameters(ignore=["teacher"])
+        self.hparams["arch"] = self.arch.as_dict()  # the resolved shape, not the alias
+        self.model = BertForMaskedLM(self.arch.to_bert_config())
+        self.teacher = teacher
+        if teacher is not None and teacher.vocab_size != self.arch.vocab_size:
+            raise BortzooError(
+                f"teacher vocabulary ({teacher.vocab_size} tokens, {teacher.hparams.source}) differs from the "
+                f"student's ({self.arch.vocab_size}, {self.arch.short()}): distillation compares token "
+                "distributions, so both must use the same tokenizer"
+            )
+
+    # -- steps -------------------------------------------------------------------------------
+    def forward(self, **inputs: torch.Tensor):
+        return self.model(**inputs)
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits, labels = masked_logits(self.model, batch)
+        n = int(labels.numel())
+        if n == 0:  # no position was masked in this batch: nothing to learn, keep the graph valid
+            return logits.sum() * 0.0
+        metrics: dict[str, torch.Tensor] = {}
+        if self.teacher is None:
+            loss = F.cross_entropy(logits.float(), labels)
+            metrics["mlm_loss"] = loss
+        else:
+            teacher_logits, _ = self.teacher.masked_logits(batch)
+            loss, mlm, kl = distillation_loss(logits, teacher_logits, labels, self.hparams.alpha,
+                                              self.hparams.beta, self.hparams.temperature)
+            metrics.update(mlm_loss=mlm, kl=kl,
+                           teacher_agreement=(logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean())
+        metrics["loss"] = loss
+        metrics["mlm_acc"] = (logits.argmax(-1) == labels).float().mean()
+        on_step = stage == "train"
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step,
+                     prog_bar=name in ("loss", "mlm_acc"), sync_dist=not on_step)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW with decoupled decay except on biases and LayerNorm; linear warm-up then linear decay."""
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (no_decay if name.endswith(NO_DECAY) else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr, betas=tuple(self.hparams.betas), eps=self.hparams.eps,
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = math.ceil(self.hparams.warmup_ratio * total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints: the teacher is not part of the student -------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("teacher.")]:
+            del state[key]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Accept student-only checkpoints: the attached teacher keeps its own weights."""
+        if self.teacher is not None:
+            state_dict = dict(state_dict)
+            for key, value in self.teacher.state_dict().items():
+                state_dict.setdefault(f"teacher.{key}", value)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -1,0 +1,121 @@
+"""Student and Teacher: shapes from Arch, a frozen teacher that never trains or gets saved, distillation."""
+
+import lightning as L
+import pytest
+import torch
+
+from bortzoo.arch import PRESETS
+from bortzoo.data.corpus import TextCorpus
+from bortzoo.distill import distillation_loss
+from bortzoo.errors import BortzooError
+from bortzoo.modules import Student, Teacher
+from bortzoo.modules.mlm import masked_logits
+from bortzoo.tokenizer import TINY_TOKENIZER_DIR
+from conftest import TINY_ARCH, TINY_CORPUS, make_bort_layout
+
+
+def test_bort_student_has_the_released_shape():
+    student = Student("bort")
+    assert student.arch == PRESETS["bort"]
+    assert sum(p.numel() for p in student.parameters()) == PRESETS["bort"].total_params()
+    assert student.hparams.arch["hidden"] == 1024  # resolved shape saved, not the alias
+    assert student.model.config.layer_norm_eps == 1e-5 and student.model.config.type_vocab_size == 1
+
+
+@pytest.mark.parametrize("spec", ["2,2,32,64", TINY_ARCH, TINY_ARCH.as_dict()])
+def test_student_from_any_arch_form(spec):
+    assert Student(spec).model.config.num_hidden_layers == 2
+
+
+def test_bad_student_arguments():
+    with pytest.raises(BortzooError, match="Did you mean 'bort'"):
+        Student("bortt")
+    with pytest.raises(BortzooError, match="warmup_ratio"):
+        Student(TINY_ARCH, warmup_ratio=1.5)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return make_bort_layout(tmp_path_factory.mktemp("teacher"), seed=7)
+
+
+def test_teacher_is_frozen_and_stays_in_eval(teacher_dir):
+    teacher = Teacher(str(teacher_dir))
+    student = Student(TINY_ARCH, teacher=teacher)
+    student.train()
+    assert not teacher.training and not teacher.model.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert teacher.vocab_size == TINY_ARCH.vocab_size
+
+
+def test_vocab_mismatch_with_teacher_is_refused(teacher_dir):
+    with pytest.raises(BortzooError, match=r"teacher vocabulary \(512 tokens.*\(50265"):
+        Student("2,2,32,64", teacher=Teacher(str(teacher_dir)))
+
+
+def corpus(**kwargs):
+    return TextCorpus(tokenizer=TINY_TOKENIZER_DIR, train_files=[str(TINY_CORPUS)], seq_len=32, batch_size=16,
+                      **kwargs)
+
+
+def trainer(tmp_path, steps):
+    return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                     enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=1,
+                     val_check_interval=steps, num_sanity_val_steps=0)
+
+
+def test_distillation_fits_the_teacher_and_leaves_it_out_of_checkpoints(tmp_path, teacher_dir):
+    L.seed_everything(0)
+    teacher = Teacher(str(teacher_dir))
+    teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = Student(TINY_ARCH, teacher=teacher, alpha=0.0, beta=1.0, lr=3e-3, warmup_ratio=0.0)
+    data = corpus()
+    data.setup()
+    probe = next(iter(data.val_dataloader()))
+
+    def kl() -> float:
+        with torch.no_grad():
+            s, labels = masked_logits(student.model.eval(), probe)
+            t, _ = teacher.masked_logits(probe)
+            return distillation_loss(s, t, labels, alpha=0.0, beta=1.0).kl.item()
+
+    before = kl()
+    fit = trainer(tmp_path, 40)
+    fit.fit(student, data)
+    after = kl()
+    assert after < 0.5 * before, (before, after)
+    for key, value in teacher.state_dict().items():  # the teacher never moved
+        assert torch.equal(value, teacher_state[key]), key
+
+    optimizer = fit.optimizers[0]
+    optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in teacher.parameters()}
+    assert optimised == {id(p) for p in student.model.parameters()}
+
+    path = tmp_path / "student.ckpt"
+    fit.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert saved and not any(k.startswith("teacher.") for k in saved)
+    restored = Student.load_from_checkpoint(path, teacher=Teacher(str(teacher_dir)), weights_only=True)
+    for key, value in student.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[key], value), key
+    assert "teacher_agreement" in " ".join(fit.callback_metrics)
+
+
+def test_no_weight_decay_on_bias_and_layernorm_and_linear_schedule(tmp_path):
+    student = Student(TINY_ARCH, weight_decay=0.01, warmup_ratio=0.25, lr=1e-3)
+    fit = trainer(tmp_path, 8)
+    fit.fit(student, corpus())
+    decay, no_decay = fit.optimizers[0].param_groups
+    names = {id(p): n for n, p in student.model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert all(p.dim() == 2 for p in decay["params"])
+    scheduler = fit.lr_scheduler_configs[0].scheduler
+    lrs = []
+    for step in range(9):  # replay the schedule: warm-up over 2 of 8 steps, then linear decay to 0
+        scheduler.last_epoch = step - 1
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    assert lrs[0] == 0.0 and lrs[2] == pytest.approx(1e-3) and lrs[8] == pytest.approx(0.0)
+    assert lrs[1] == pytest.approx(5e-4) and lrs[5] == pytest.approx(5e-4)
