@@ -1,0 +1,166 @@
+"""`bortzoo`: the Lightning CLI for Trainer verbs, plus the verbs that are not Trainer methods.
+
+    bortzoo fit|validate|test|predict --config recipes/...yaml   (LightningCLI, subclass mode)
+    bortzoo bench [--models bort bert-large --threads 1 2] [--config bench.yaml]  (jsonargparse on a function)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Callable, Optional
+
+from bortzoo.errors import BortzooError
+
+TRAINER_VERBS = ("fit", "validate", "test", "predict")
+
+
+def _bench() -> Callable:
+    from bortzoo.bench import bench
+
+    return bench
+
+
+# name → (loader of the function, one-line help). Later verbs (extract, agora, publish, demo) go here.
+VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
+    "bench": (_bench, "CPU inference latency of architectures side by side (median, p90, ratios)"),
+}
+
+USAGE = """usage: bortzoo VERB [options]        (bortzoo VERB --help for the options of one verb)
+
+Trainer verbs (Lightning CLI; a recipe YAML holds everything a run needs):
+  fit        train a model:            bortzoo fit --config recipes/tiny/student.yaml
+  validate   evaluate on the val split
+  test       evaluate on the test split
+  predict    run predictions
+Other verbs:
+{others}
+"""
+
+
+def make_cli_class():
+    """The LightningCLI subclass (built lazily: importing Lightning takes seconds)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    class BortzooCLI(LightningCLI):
+        """LightningCLI whose `parse_only` mode checks a recipe without building anything."""
+
+        parse_only = False
+
+        def instantiate_classes(self) -> None:
+            if not self.parse_only:
+                super().instantiate_classes()
+
+        def before_fit(self) -> None:
+            check_vocab(self.model, self.datamodule)
+
+    return BortzooCLI
+
+
+def check_vocab(model, datamodule) -> None:
+    """A student whose vocabulary differs from the data's tokenizer would index out of range mid-run."""
+    arch = getattr(model, "arch", None)
+    tokenizer = getattr(datamodule, "tokenizer", None)
+    if arch is not None and tokenizer is not None and len(tokenizer) != arch.vocab_size:
+        raise BortzooError(
+            f"model vocabulary ({arch.vocab_size}) differs from the tokenizer's ({len(tokenizer)} tokens): set "
+            f"model.init_args.arch.vocab_size to {len(tokenizer)} or use the model's own tokenizer"
+        )
+
+
+def lightning_cli(args: Optional[list[str]], run: bool = True, parse_only: bool = False):
+    """Run (or only parse, for recipe checks) the Lightning CLI on `args`."""
+    from lightning import LightningDataModule, LightningModule
+
+    cls = make_cli_class()
+    cls.parse_only = parse_only
+    return cls(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": "bortzoo: Bort and its relatives on Lightning"},
+        args=args,
+        run=run,
+    )
+
+
+def join_list_options(args: list[str]) -> list[str]:
+    """`--models bort bert-large` → `--models [bort,bert-large]`: jsonargparse reads a list only as one token.
+
+    Values holding a comma (an Arch such as 4,8,1024,768) are quoted so they stay one item.
+    """
+    joined: list[str] = []
+    index = 0
+    while index < len(args):
+        token = args[index]
+        joined.append(token)
+        index += 1
+        if not token.startswith("--") or "=" in token:
+            continue
+        values = []
+        while index < len(args) and not args[index].startswith("--"):
+            values.append(args[index])
+            index += 1
+        if len(values) > 1:
+            joined.append("[" + ",".join(json.dumps(v) if "," in v else v for v in values) + "]")
+        else:
+            joined.extend(values)
+    return joined
+
+
+def run_verb(name: str, args: list[str]):
+    """Run a non-Trainer verb: its function's signature and docstring are its options and --help."""
+    from jsonargparse import auto_cli
+
+    function = VERBS[name][0]()
+    return auto_cli(function, args=join_list_options(args), prog=f"bortzoo {name}", as_positional=False)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if not argv or argv[0] in ("-h", "--help"):
+        others = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in VERBS.items())
+        print(USAGE.format(others=others))
+        return
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS and verb not in TRAINER_VERBS:
+        valid = ", ".join([*TRAINER_VERBS, *VERBS])
+        _fail(f"unknown verb {verb!r}; valid verbs: {valid}")
+    try:
+        if verb in VERBS:
+            run_verb(verb, rest)
+        else:  # from the shell, let Lightning read sys.argv itself (passing it again makes it warn)
+            lightning_cli(None if argv == sys.argv[1:] else argv)
+    except Exception as err:  # jsonargparse wraps errors raised while building the recipe's classes
+        cause = user_error(err)
+        if cause is None:
+            raise
+        _fail(str(cause))
+    except KeyboardInterrupt:
+        _fail("interrupted; checkpoints already written are kept (resume with --ckpt_path last)", code=130)
+
+
+def user_error(err: BaseException) -> Optional[BortzooError]:
+    """The `BortzooError` behind `err`, if any, however deep jsonargparse or Lightning wrapped it."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BortzooError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"bortzoo: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
