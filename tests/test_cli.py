@@ -100,3 +100,16 @@ def test_bench_through_the_cli(tmp_path):
     assert len(list(tmp_path.glob("latency-*.csv"))) == 1
     assert_user_error(bortzoo("bench", "--models", "bortt"), "unknown architecture 'bortt'")
     assert_user_error(bortzoo("bench", "--seq", 9999, "--models", "bort"), "9999")
+
+
+@pytest.mark.slow
+def test_validate_a_teacher_from_a_local_folder(tmp_path):
+    """A frozen teacher in the amazon/bort layout is evaluated through the same CLI and recipe data."""
+    from conftest import make_bort_layout
+
+    folder = make_bort_layout(tmp_path / "teacher")
+    result = bortzoo("validate", "--config", TINY, "--model", "bortzoo.modules.Teacher",
+                     "--model.source", folder, "--trainer.default_root_dir", tmp_path,
+                     "--trainer.logger.init_args.save_dir", tmp_path, "--trainer.enable_progress_bar", "false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val/mlm_acc" in result.stdout and "val/mlm_loss" in result.stdout
