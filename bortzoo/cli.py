@@ -22,15 +22,22 @@ def _bench() -> Callable:
     return bench
 
 
+def _export() -> Callable:
+    from bortzoo.export import export
+
+    return export
+
+
 # name → (loader of the function, one-line help). Later verbs (extract, agora, publish, demo) go here.
 VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
     "bench": (_bench, "CPU inference latency of architectures side by side (median, p90, ratios)"),
+    "export": (_export, "a Student checkpoint as a transformers masked-LM folder (safetensors + tokenizer)"),
 }
 
 USAGE = """usage: bortzoo VERB [options]        (bortzoo VERB --help for the options of one verb)
 
 Trainer verbs (Lightning CLI; a recipe YAML holds everything a run needs):
-  fit        train a model:            bortzoo fit --config recipes/tiny/student.yaml
+  fit        train a model:            bortzoo fit --config recipes/pretrain/bort-mlm-tiny.yaml
   validate   evaluate on the val split
   test       evaluate on the test split
   predict    run predictions

@@ -10,13 +10,23 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = REPO / "recipes" / "tiny" / "student.yaml"
+TINY = REPO / "recipes" / "pretrain" / "bort-mlm-tiny.yaml"
 
 
 def bortzoo(*args, cwd=REPO):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, "-m", "bortzoo.cli", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def recipe_in(tmp_path, recipe=TINY, **replace):
+    """A copy of `recipe` writing its logs, checkpoints and export under tmp_path (and other text replaced)."""
+    text = recipe.read_text().replace("runs/pretrain/", f"{tmp_path}/")
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    copy = tmp_path / recipe.name
+    copy.write_text(text)
+    return copy
 
 
 def assert_user_error(result, *words):
@@ -39,12 +49,11 @@ def test_unknown_verb():
 
 @pytest.mark.slow
 def test_tiny_recipe_fits_and_saves_a_loadable_checkpoint(tmp_path):
-    out = tmp_path / "run"
-    result = bortzoo("fit", "--config", TINY, "--trainer.default_root_dir", out,
-                     "--trainer.logger.init_args.save_dir", out, "--trainer.max_steps", 6,
+    out = tmp_path / "bort-mlm-tiny"
+    result = bortzoo("fit", "--config", recipe_in(tmp_path), "--trainer.max_steps", 6,
                      "--trainer.val_check_interval", 3, "--trainer.enable_progress_bar", "false")
     assert result.returncode == 0, result.stderr[-3000:]
-    last = out / "version_0" / "checkpoints" / "last.ckpt"
+    last = out / "checkpoints" / "last.ckpt"
     assert last.is_file()
     assert (out / "version_0" / "config.yaml").is_file()  # the resolved recipe beside the checkpoint
     rows = list(csv.DictReader(open(out / "version_0" / "metrics.csv")))
@@ -55,11 +64,12 @@ def test_tiny_recipe_fits_and_saves_a_loadable_checkpoint(tmp_path):
 
     student = Student.load_from_checkpoint(last, weights_only=True)
     assert student.arch.hidden == 64 and student.arch.vocab_size == 512
+    assert (out / "model" / "model.safetensors").is_file()  # exported at the end of fit
 
 
 def test_unknown_yaml_key_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY.read_text().replace("    lr: 1.0e-3", "    lr: 1.0e-3\n    layers: 3"))
+    bad.write_text(TINY.read_text().replace("    lr: 2.0e-3", "    lr: 2.0e-3\n    layers: 3"))
     result = bortzoo("fit", "--config", bad)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "layers" in result.stderr
@@ -80,8 +90,7 @@ def test_unknown_preset_is_one_clear_line():
 
 
 def test_vocabulary_mismatch_stops_before_training(tmp_path):
-    result = bortzoo("fit", "--config", TINY, "--model.init_args.arch", "1,2,64,64",
-                     "--trainer.default_root_dir", tmp_path, "--trainer.logger.init_args.save_dir", tmp_path)
+    result = bortzoo("fit", "--config", recipe_in(tmp_path), "--model.init_args.arch", "1,2,64,64")
     assert_user_error(result, "model vocabulary (50265)", "tokenizer's (512 tokens)")
     assert not list(tmp_path.rglob("*.ckpt"))
 
@@ -108,8 +117,7 @@ def test_validate_a_teacher_from_a_local_folder(tmp_path):
     from conftest import make_bort_layout
 
     folder = make_bort_layout(tmp_path / "teacher")
-    result = bortzoo("validate", "--config", TINY, "--model", "bortzoo.modules.Teacher",
-                     "--model.source", folder, "--trainer.default_root_dir", tmp_path,
-                     "--trainer.logger.init_args.save_dir", tmp_path, "--trainer.enable_progress_bar", "false")
+    result = bortzoo("validate", "--config", recipe_in(tmp_path), "--model", "bortzoo.modules.Teacher",
+                     "--model.source", folder, "--trainer.enable_progress_bar", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val/mlm_acc" in result.stdout and "val/mlm_loss" in result.stdout

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bortzoo.arch import PRESETS
-from bortzoo.data.corpus import TextCorpus
+from bortzoo.data.corpus import Corpus, Source
 from bortzoo.distill import distillation_loss
 from bortzoo.errors import BortzooError
 from bortzoo.modules import Student, Teacher
@@ -54,14 +54,14 @@ def test_vocab_mismatch_with_teacher_is_refused(teacher_dir):
 
 
 def corpus(**kwargs):
-    return TextCorpus(tokenizer=TINY_TOKENIZER_DIR, train_files=[str(TINY_CORPUS)], seq_len=32, batch_size=16,
-                      **kwargs)
+    return Corpus(TINY_TOKENIZER_DIR, [Source(str(TINY_CORPUS))], seq_len=32, batch_size=16, max_predictions=5,
+                  val_fraction=0.05, **kwargs)
 
 
 def trainer(tmp_path, steps):
     return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
                      enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=1,
-                     val_check_interval=steps, num_sanity_val_steps=0)
+                     val_check_interval=steps, check_val_every_n_epoch=None, num_sanity_val_steps=0)
 
 
 def test_distillation_fits_the_teacher_and_leaves_it_out_of_checkpoints(tmp_path, teacher_dir):
@@ -100,6 +100,16 @@ def test_distillation_fits_the_teacher_and_leaves_it_out_of_checkpoints(tmp_path
     for key, value in student.model.state_dict().items():
         assert torch.equal(restored.model.state_dict()[key], value), key
     assert "teacher_agreement" in " ".join(fit.callback_metrics)
+
+
+def test_resuming_another_shape_is_refused_before_training(tmp_path):
+    fit = trainer(tmp_path, 2)
+    fit.fit(Student(TINY_ARCH), corpus())
+    fit.save_checkpoint(tmp_path / "small.ckpt")
+    other = Student(TINY_ARCH.replace(hidden=64, intermediate=128))
+    with pytest.raises(BortzooError, match=r"holds a <2,2,32,64> student .* builds <2,2,64,128>"):
+        trainer(tmp_path, 4).fit(other, corpus(), ckpt_path=tmp_path / "small.ckpt")
+    assert other.global_step == 0
 
 
 def test_no_weight_decay_on_bias_and_layernorm_and_linear_schedule(tmp_path):

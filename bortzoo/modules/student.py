@@ -123,6 +123,14 @@ class Student(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoints: the teacher is not part of the student -------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, before any step, to resume a run of another shape."""
+        saved = checkpoint.get("hyper_parameters", {}).get("arch")
+        if saved is not None and get_arch(saved) != self.arch:
+            raise BortzooError(f"the checkpoint holds a {get_arch(saved).short()} student (vocabulary "
+                               f"{get_arch(saved).vocab_size}) but this run builds {self.arch.short()} (vocabulary "
+                               f"{self.arch.vocab_size}): resume with the recipe that wrote it")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith("teacher.")]:

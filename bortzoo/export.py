@@ -1,0 +1,84 @@
+"""Export a trained student as a transformers folder: safetensors, config, tokenizer.
+
+The folder loads anywhere with `AutoModelForMaskedLM.from_pretrained`, and its MLM head works
+(the released `amazon/bort` head was never converted and fills masks with junk). A new export
+is written beside the old one and swapped in at the end, so a failed export loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+
+from bortzoo.errors import BortzooError
+
+
+def export_masked_lm(model, tokenizer, out_dir: str | os.PathLike) -> Path:
+    """Write `model` (a transformers masked-LM) and `tokenizer` to `out_dir`, atomically."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BortzooError(f"export target {str(out)!r} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def export(checkpoint: str, out: str, tokenizer: Optional[str] = None) -> str:
+    """Export a Student checkpoint (.ckpt) as a transformers masked-LM folder.
+
+    Args:
+        checkpoint: Lightning checkpoint of a `Student` (e.g. runs/.../checkpoints/last.ckpt).
+        out: Folder to write (replaced atomically if it exists).
+        tokenizer: Hub id or folder of the tokenizer to ship with the model; without it the
+            folder has no tokenizer files.
+    """
+    from bortzoo.hub import load_tokenizer
+    from bortzoo.modules import Student
+
+    if not os.path.isfile(checkpoint):
+        raise BortzooError(f"checkpoint {checkpoint!r} does not exist")
+    try:
+        student = Student.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise BortzooError(f"{checkpoint!r} is not a Student checkpoint: {str(err).splitlines()[0]}") from None
+    tok = load_tokenizer(tokenizer) if tokenizer else None
+    if tok is not None and len(tok) != student.arch.vocab_size:
+        raise BortzooError(f"tokenizer {tokenizer!r} has {len(tok)} tokens but the model's vocabulary is "
+                           f"{student.arch.vocab_size}")
+    path = export_masked_lm(student.model, tok, out)
+    print(f"exported {student.arch.short()} to {path}")
+    return str(path)
+
+
+class ExportTransformers(L.Callback):
+    """At the end of `fit`, export the student with the data's tokenizer (rank zero only).
+
+    Args:
+        dirpath: Folder to write the transformers model to.
+    """
+
+    def __init__(self, dirpath: str):
+        self.dirpath = dirpath
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+        path = export_masked_lm(pl_module.model, tokenizer, self.dirpath)
+        print(f"exported the trained model to {path}")
