@@ -124,17 +124,30 @@ class Student(L.LightningModule):
 
     # -- checkpoints: the teacher is not part of the student -------------------------------------
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse, before any step, to resume a run of another shape."""
+        """Refuse, before any step, to resume a run of another shape; keep the saved RNG state for later."""
         saved = checkpoint.get("hyper_parameters", {}).get("arch")
         if saved is not None and get_arch(saved) != self.arch:
             raise BortzooError(f"the checkpoint holds a {get_arch(saved).short()} student (vocabulary "
                                f"{get_arch(saved).vocab_size}) but this run builds {self.arch.short()} (vocabulary "
                                f"{self.arch.vocab_size}): resume with the recipe that wrote it")
+        self._rng_to_restore = checkpoint.get("bortzoo_rng")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith("teacher.")]:
             del state[key]
+        # Dropout draws from torch's global generator: saving it makes a resumed run continue the same run.
+        checkpoint["bortzoo_rng"] = {"cpu": torch.get_rng_state(),
+                                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Restore the saved RNG state at the first step after a resume (after the loaders, which draw from it)."""
+        rng = getattr(self, "_rng_to_restore", None)
+        if rng is not None:
+            self._rng_to_restore = None
+            torch.set_rng_state(rng["cpu"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Accept student-only checkpoints: the attached teacher keeps its own weights."""
