@@ -69,7 +69,9 @@ def test_tiny_recipe_fits_and_saves_a_loadable_checkpoint(tmp_path):
 
 def test_unknown_yaml_key_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY.read_text().replace("    lr: 2.0e-3", "    lr: 2.0e-3\n    layers: 3"))
+    text = TINY.read_text()
+    assert "    weight_decay: 0.01\n" in text
+    bad.write_text(text.replace("    weight_decay: 0.01\n", "    weight_decay: 0.01\n    layers: 3\n"))
     result = bortzoo("fit", "--config", bad)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "layers" in result.stderr

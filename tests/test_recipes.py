@@ -47,7 +47,7 @@ def test_recipe_parses(recipe, monkeypatch, tiny_teacher):
     assert cli.config["model"]["class_path"].startswith("bortzoo.")
     if is_tiny(recipe):
         assert cli.trainer is not None and cli.model is not None and cli.datamodule is not None
-        assert 0 < cli.trainer.max_steps <= 1000
+        assert 0 < cli.trainer.max_steps <= 2000  # a CPU run of minutes at most (README gives the wall times)
 
 
 def test_every_gpu_recipe_has_a_tiny_sibling():
