@@ -129,3 +129,16 @@ def test_no_weight_decay_on_bias_and_layernorm_and_linear_schedule(tmp_path):
         lrs.append(scheduler.get_last_lr()[0])
     assert lrs[0] == 0.0 and lrs[2] == pytest.approx(1e-3) and lrs[8] == pytest.approx(0.0)
     assert lrs[1] == pytest.approx(5e-4) and lrs[5] == pytest.approx(5e-4)
+
+
+def test_bf16_mixed_with_gradient_accumulation(tmp_path):
+    """bf16 autocast and accumulation run; a resume would start after every batch consumed (steps × accumulation)."""
+    data = corpus()
+    student = Student(TINY_ARCH)
+    fit = L.Trainer(max_steps=3, accelerator="cpu", precision="bf16-mixed", accumulate_grad_batches=2, logger=False,
+                    enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                    limit_val_batches=0, enable_checkpointing=False)
+    fit.fit(student, data)
+    assert fit.global_step == 3
+    assert torch.isfinite(fit.callback_metrics["train/loss"])
+    assert data._position_and_rank() == (6, 0, 1)
