@@ -447,14 +447,14 @@ def results_meta(info: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
     }
 
 
-def _slug(text: str, keep: str = "") -> str:
+def slug(text: str, keep: str = "") -> str:
     return re.sub(rf"[^a-z0-9{re.escape(keep)}]+", "-", text.lower()).strip("-")
 
 
 def result_stem(info: Mapping[str, Any], threads: Sequence[int]) -> str:
     """timm-style file name stamping hardware and software, so results from different machines never collide."""
-    return (f"latency-{_slug(info['cpu']) or 'unknown-cpu'}-t{'-'.join(str(t) for t in threads)}"
-            f"-torch{_slug(info['torch'], keep='.')}-transformers{_slug(info['transformers'], keep='.')}")
+    return (f"latency-{slug(info['cpu']) or 'unknown-cpu'}-t{'-'.join(str(t) for t in threads)}"
+            f"-torch{slug(info['torch'], keep='.')}-transformers{slug(info['transformers'], keep='.')}")
 
 
 def _write_atomic(path: Path, text: str) -> None:
