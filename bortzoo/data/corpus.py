@@ -235,9 +235,4 @@ class MaskedBlocks(Dataset):
         return {key: value[0] for key, value in masked.items()}
 
 
-def local_corpus(tokenizer: str, *paths: str, **kwargs) -> Corpus:
-    """A corpus over local files, one source each (a shortcut for tests and notebooks)."""
-    return Corpus(tokenizer, [Source(path) for path in paths], **kwargs)
-
-
-__all__ = ["Corpus", "MaskedBlocks", "Source", "local_corpus", "pack_blocks"]
+__all__ = ["Corpus", "MaskedBlocks", "Source", "pack_blocks"]
