@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
-from bortzoo.bench import slug, hardware_info  # noqa: E402
+from bortzoo.bench import hardware_info, slug  # noqa: E402
+from bortzoo.export import write_random_masked_lm  # noqa: E402
 from bortzoo.data.masking import mask_tokens  # noqa: E402
 from bortzoo.distill import distillation_loss  # noqa: E402
 from bortzoo.modules.mlm import masked_logits  # noqa: E402
@@ -102,19 +102,7 @@ def masked_rows(batch: dict[str, torch.Tensor]) -> int:
 # -- models -------------------------------------------------------------------------------------
 def write_model_folder(folder: Path, arch: Arch, seed: int, tokenizer_dir: str = TINY_TOKENIZER_DIR) -> Path:
     """A random-weight masked-LM folder laid out like amazon/bort, so the teacher loads as in real runs."""
-    from transformers import BertForMaskedLM
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = BertForMaskedLM(arch.to_bert_config())
-    model.save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    config.update(architectures=["BertForMaskedLM"], tokenizer_class="RobertaTokenizer")
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(Path(tokenizer_dir) / name, folder / name)
-    return folder
+    return write_random_masked_lm(folder, arch, seed=seed, tokenizer_dir=tokenizer_dir)
 
 
 def build_student(arch: Arch, teacher: Optional[Teacher], seed: int = WEIGHT_SEED, **hparams: Any) -> Student:

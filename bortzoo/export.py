@@ -66,6 +66,35 @@ def export(checkpoint: str, out: str, tokenizer: Optional[str] = None) -> str:
     return str(path)
 
 
+def write_random_masked_lm(folder: str | os.PathLike, arch, seed: int = 0, tokenizer_dir: Optional[str] = None,
+                           safetensors: bool = True) -> Path:
+    """A random-weight masked-LM folder in the `amazon/bort` layout (BERT model type, RoBERTa
+    tokenizer files, no tokenizer.json): the offline stand-in for a real checkpoint in tests,
+    benchmarks and demos. `safetensors=False` writes the old `pytorch_model.bin` instead."""
+    import json
+
+    import torch
+    from transformers import BertForMaskedLM
+
+    from bortzoo.tokenizer import TINY_TOKENIZER_DIR
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):  # reproducible weights, the caller's RNG untouched
+        torch.manual_seed(seed)
+        model = BertForMaskedLM(arch.to_bert_config())
+    model.save_pretrained(out)
+    if not safetensors:
+        (out / "model.safetensors").unlink()
+        torch.save(model.state_dict(), out / "pytorch_model.bin")
+    config = json.loads((out / "config.json").read_text())
+    config.update(architectures=["BertForMaskedLM"], tokenizer_class="RobertaTokenizer")
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(Path(tokenizer_dir or TINY_TOKENIZER_DIR) / name, out / name)
+    return out
+
+
 class ExportTransformers(L.Callback):
     """At the end of `fit`, export the student with the data's tokenizer (rank zero only).
 

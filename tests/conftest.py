@@ -1,8 +1,6 @@
 """Tests run offline with tiny everything: the project's own tokenizer, corpus and model folders."""
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -27,21 +25,9 @@ def tiny_tokenizer_dir() -> str:
 
 def make_bort_layout(folder: Path, arch: Arch = TINY_ARCH, seed: int = 0, safetensors: bool = True) -> Path:
     """A model folder laid out like `amazon/bort`: BERT model type, RoBERTa tokenizer files, no tokenizer.json."""
-    import torch
-    from transformers import BertForMaskedLM
+    from bortzoo.export import write_random_masked_lm
 
-    torch.manual_seed(seed)
-    model = BertForMaskedLM(arch.to_bert_config())
-    model.save_pretrained(folder)  # model.safetensors + config.json
-    if not safetensors:  # the old PyTorch format of amazon/bort's main branch
-        (folder / "model.safetensors").unlink()
-        torch.save(model.state_dict(), folder / "pytorch_model.bin")
-    config = json.loads((folder / "config.json").read_text())
-    config.update(architectures=["BertForMaskedLM"], tokenizer_class="RobertaTokenizer")
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(Path(TINY_TOKENIZER_DIR) / name, folder / name)
-    return folder
+    return write_random_masked_lm(folder, arch, seed=seed, safetensors=safetensors)
 
 
 @pytest.fixture(scope="session")
