@@ -28,10 +28,26 @@ def _export() -> Callable:
     return export
 
 
-# name → (loader of the function, one-line help). Later verbs (extract, agora, publish, demo) go here.
+def _extract() -> Callable:
+    from bortzoo.extract.search import extract
+
+    return extract
+
+
+def _extract_report() -> Callable:
+    from bortzoo.extract.report import report
+
+    return report
+
+
+# `bortzoo VERB SUBVERB ...`: verbs with a second word.
+SUBVERBS: dict[str, dict[str, Callable[[], Callable]]] = {"extract": {"report": _extract_report}}
+
+# name → (loader of the function, one-line help). Later verbs (agora, publish, demo) go here.
 VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
     "bench": (_bench, "CPU inference latency of architectures side by side (median, p90, ratios)"),
     "export": (_export, "a Student checkpoint as a transformers masked-LM folder (safetensors + tokenizer)"),
+    "extract": (_extract, "the optimal-subarchitecture search; `bortzoo extract report --out DIR` merges shards"),
 }
 
 USAGE = """usage: bortzoo VERB [options]        (bortzoo VERB --help for the options of one verb)
@@ -123,8 +139,12 @@ def run_verb(name: str, args: list[str]):
     """Run a non-Trainer verb: its function's signature and docstring are its options and --help."""
     from jsonargparse import auto_cli
 
-    function = VERBS[name][0]()
-    return auto_cli(function, args=join_list_options(args), prog=f"bortzoo {name}", as_positional=False)
+    subverbs = SUBVERBS.get(name, {})
+    if args and args[0] in subverbs:
+        function, prog, args = subverbs[args[0]](), f"bortzoo {name} {args[0]}", args[1:]
+    else:
+        function, prog = VERBS[name][0](), f"bortzoo {name}"
+    return auto_cli(function, args=join_list_options(args), prog=prog, as_positional=False)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -44,3 +44,29 @@ def distillation_loss(
     log_p_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
     return DistillLoss(alpha * mlm + beta * temperature**2 * kl, mlm, kl)
+
+
+def topk_distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_values: torch.Tensor,
+    teacher_indices: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float = 0.1,
+    beta: float = 0.5,
+    temperature: float = 2.0,
+) -> DistillLoss:
+    """The same loss against a teacher stored as its top-k logits per masked position (N, k).
+
+    The teacher's distribution is its softmax over the k kept logits (renormalised); the student's
+    log-probabilities come from its full softmax, read at those k tokens. With k = vocabulary size
+    this equals `distillation_loss` exactly; a smaller k drops the teacher's long tail, which is
+    what lets the architecture search cache the teacher once for every candidate.
+    """
+    if teacher_values.shape != teacher_indices.shape or teacher_values.shape[0] != student_logits.shape[0]:
+        raise ValueError(f"cached teacher {tuple(teacher_values.shape)} does not match the student's "
+                         f"{tuple(student_logits.shape)} masked positions")
+    mlm = F.cross_entropy(student_logits.float(), labels)
+    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1).gather(1, teacher_indices.long())
+    log_p_teacher = F.log_softmax(teacher_values.float() / temperature, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1).mean()
+    return DistillLoss(alpha * mlm + beta * temperature**2 * kl, mlm, kl)

@@ -53,3 +53,23 @@ def test_kl_vanishes_when_student_equals_teacher_and_grows_otherwise():
 def test_vocabulary_mismatch_is_named():
     with pytest.raises(ValueError, match="same vocabulary|one vocabulary"):
         distillation_loss(torch.zeros(2, 5), torch.zeros(2, 6), torch.zeros(2, dtype=torch.long))
+
+
+def test_topk_loss_with_the_whole_vocabulary_equals_the_full_loss():
+    from bortzoo.distill import topk_distillation_loss
+
+    student, teacher, labels = torch.tensor(STUDENT), torch.tensor(TEACHER), torch.tensor(LABELS)
+    values, indices = teacher.topk(4, dim=-1)  # k = V = 4, in another order than the vocabulary
+    full = distillation_loss(student, teacher, labels)
+    cached = topk_distillation_loss(student, values, indices, labels)
+    for a, b in zip(full, cached):
+        assert a.item() == pytest.approx(b.item(), rel=1e-6)
+    # a smaller k keeps the teacher's head only: renormalised over the top 2, by hand for position 0
+    values2, indices2 = teacher.topk(2, dim=-1)
+    kl = topk_distillation_loss(student, values2, indices2, labels, alpha=0.0, beta=1.0, temperature=1.0).kl.item()
+    expected = 0.0
+    for s, t, idx in zip(STUDENT, TEACHER, indices2.tolist()):
+        p_t = softmax([t[j] for j in idx])
+        log_p_s = [math.log(softmax(s)[j]) for j in idx]
+        expected += sum(p * (math.log(p) - q) for p, q in zip(p_t, log_p_s))
+    assert kl == pytest.approx(expected / 3, rel=1e-5)

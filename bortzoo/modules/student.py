@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from transformers import BertForMaskedLM, get_linear_schedule_with_warmup
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.distill import distillation_loss
+from bortzoo.distill import distillation_loss, topk_distillation_loss
 from bortzoo.errors import BortzooError
 from bortzoo.modules.mlm import masked_logits
 from bortzoo.modules.teacher import Teacher
@@ -24,7 +24,8 @@ class Student(L.LightningModule):
 
     Without a teacher the loss is plain masked-LM cross-entropy (the paper's baseline). With a
     teacher it is `α·CE + β·T²·KL(teacher‖student)` on the masked positions (`bortzoo.distill`);
-    the teacher is frozen and not saved in this module's checkpoints.
+    the teacher is frozen and not saved in this module's checkpoints. Batches that carry a cached
+    teacher (`teacher_values`, `teacher_indices`: its top-k logits) get the same loss without one.
 
     Args:
         arch: Preset name (``bort``, ``bert-large``, ``bert-base``, ``roberta-large``), ``"D,A,H,I"``,
@@ -80,7 +81,12 @@ class Student(L.LightningModule):
         if n == 0:  # no position was masked in this batch: nothing to learn, keep the graph valid
             return logits.sum() * 0.0
         metrics: dict[str, torch.Tensor] = {}
-        if self.teacher is None:
+        if "teacher_values" in batch:  # a cached teacher (the architecture search): top-k logits per masked position
+            loss, mlm, kl = topk_distillation_loss(logits, batch["teacher_values"], batch["teacher_indices"], labels,
+                                                   self.hparams.alpha, self.hparams.beta, self.hparams.temperature)
+            metrics.update(mlm_loss=mlm, kl=kl,
+                           teacher_agreement=(logits.argmax(-1) == batch["teacher_indices"][:, 0]).float().mean())
+        elif self.teacher is None:
             loss = F.cross_entropy(logits.float(), labels)
             metrics["mlm_loss"] = loss
         else:

@@ -1,0 +1,1 @@
+"""The optimal-subarchitecture search (FPTAS): measures, partitions, cached teacher, surrogate runs, report."""
