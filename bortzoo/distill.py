@@ -58,9 +58,11 @@ def topk_distillation_loss(
     """The same loss against a teacher stored as its top-k logits per masked position (N, k).
 
     The teacher's distribution is its softmax over the k kept logits (renormalised); the student's
-    log-probabilities come from its full softmax, read at those k tokens. With k = vocabulary size
-    this equals `distillation_loss` exactly; a smaller k drops the teacher's long tail, which is
-    what lets the architecture search cache the teacher once for every candidate.
+    log-probabilities come from its full softmax, read at those k tokens. The KL term is then exactly
+    KL(truncated teacher ‖ student). With k = vocabulary size this equals `distillation_loss`; a
+    smaller k drops the teacher's long tail (so the values are not comparable with full-vocabulary
+    losses, though candidates compared on one cache are), which is what lets the architecture
+    search cache the teacher once for every candidate.
     """
     if teacher_values.shape != teacher_indices.shape or teacher_values.shape[0] != student_logits.shape[0]:
         raise ValueError(f"cached teacher {tuple(teacher_values.shape)} does not match the student's "
