@@ -46,7 +46,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch, search_space  # noqa: E402
-from bortzoo.bench import hardware_info, slug  # noqa: E402
+from bortzoo.bench import OtherCpuLoad, alternating_orders, hardware_info, slug  # noqa: E402
 from bortzoo.data.masking import mask_tokens  # noqa: E402
 from bortzoo.export import write_random_masked_lm  # noqa: E402
 from bortzoo.extract.cache import TeacherCache, cache_key  # noqa: E402
@@ -216,11 +216,6 @@ def run_setup(name: str, arch: Arch, cached: tuple[list, list], plain: tuple[lis
     raise ValueError(f"unknown setup {name!r}")
 
 
-def round_orders(rounds: int) -> list[tuple[str, ...]]:
-    """C U, U C, C U, ...: alternating who goes first cancels a steady drift."""
-    return [SETUPS if r % 2 == 0 else tuple(reversed(SETUPS)) for r in range(rounds)]
-
-
 def measure_setups(arch: Arch, cached: tuple[list, list], plain: tuple[list, list], teacher: Teacher, steps: int,
                    theta: dict[str, Any], seed: int, rounds: int,
                    log: Callable[[str], None] = print) -> dict[str, list[dict[str, float]]]:
@@ -228,7 +223,7 @@ def measure_setups(arch: Arch, cached: tuple[list, list], plain: tuple[list, lis
     for name in SETUPS:
         run_setup(name, arch, cached, plain, teacher, min(steps, 2), theta, seed)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in SETUPS}
-    for r, order in enumerate(round_orders(rounds), start=1):
+    for r, order in enumerate(alternating_orders(("cached", "uncached"), rounds), start=1):
         for name in order:
             gc.collect()
             run = run_setup(name, arch, cached, plain, teacher, steps, theta, seed)
@@ -259,35 +254,6 @@ def speedup(rows: Sequence[dict]) -> tuple[float, float]:
 
 
 # -- reporting -----------------------------------------------------------------------------------
-class OtherLoad:
-    """CPU time other processes took while we timed, as a share of the machine (Linux /proc/stat; else None)."""
-
-    def __enter__(self) -> "OtherLoad":
-        self.pct: Optional[float] = None
-        self._start = (time.perf_counter(), self._busy(), self._own())
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        wall, busy, own = time.perf_counter(), self._busy(), self._own()
-        if busy is not None and self._start[1] is not None and wall > self._start[0]:
-            other = (busy - self._start[1]) - (own - self._start[2])
-            self.pct = max(other, 0.0) / ((wall - self._start[0]) * (os.cpu_count() or 1)) * 100
-
-    @staticmethod
-    def _busy() -> Optional[float]:
-        try:
-            with open("/proc/stat", encoding="ascii") as f:
-                values = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _own() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
-
-
 def _pct(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.0f}%"
 
@@ -461,7 +427,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     torch.set_num_threads(threads)
     try:
         info = {**hardware_info(), "lightning": lightning.__version__, "threads": threads}
-        with OtherLoad() as other:
+        with OtherCpuLoad() as other:
             # 1. cheap measures
             candidates = search_space()
             cheap = {**time_cheap_measures(candidates), "candidates": len(candidates), "seq": CHEAP_SEQ,

@@ -45,7 +45,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
-from bortzoo.bench import hardware_info, slug  # noqa: E402
+from bortzoo.bench import OtherCpuLoad, alternating_orders, hardware_info, slug  # noqa: E402
 from bortzoo.export import write_random_masked_lm  # noqa: E402
 from bortzoo.data.masking import mask_tokens  # noqa: E402
 from bortzoo.distill import distillation_loss  # noqa: E402
@@ -273,16 +273,11 @@ def step_flops(student: Arch, teacher: Arch, batch: int, seq: int, rows: int) ->
 
 
 # -- measuring ------------------------------------------------------------------------------------
-def round_orders(rounds: int) -> list[tuple[str, ...]]:
-    """L B, B L, L B, ...: alternating who goes first cancels a steady drift instead of favouring one side."""
-    return [SETUPS if r % 2 == 0 else tuple(reversed(SETUPS)) for r in range(rounds)]
-
-
 def measure(student_arch: Arch, teacher: Teacher, batches: Sequence[dict[str, torch.Tensor]], warmup: int,
             steps: int, rounds: int, log: Callable[[str], None] = print) -> dict[str, list[list[float]]]:
     """Seconds of each timed step, per setup and round; every run starts from a fresh, identical student."""
     step_seconds: dict[str, list[list[float]]] = {name: [] for name in SETUPS}
-    for r, order in enumerate(round_orders(rounds), start=1):
+    for r, order in enumerate(alternating_orders(("lightning", "bare"), rounds), start=1):
         for name in order:
             student = build_student(student_arch, teacher)
             gc.collect()
@@ -389,48 +384,13 @@ def write_results(rows: Sequence[dict], meta: dict[str, Any], out: Path) -> list
     return [csv_path, json_path]
 
 
-class OtherLoad:
-    """CPU time other processes took while we timed, as a share of the machine (Linux only).
-
-    Busy time of all CPUs (/proc/stat) minus this process's own CPU time: the part of the
-    machine someone else used. Far above 0% means the numbers are skewed by a neighbour.
-    """
-
-    def __enter__(self) -> "OtherLoad":
-        self.pct: Optional[float] = None
-        self._start = (time.perf_counter(), self._busy_seconds(), self._own_seconds())
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        wall, busy, own = time.perf_counter(), self._busy_seconds(), self._own_seconds()
-        if busy is not None and self._start[1] is not None and wall > self._start[0]:
-            other = (busy - self._start[1]) - (own - self._start[2])
-            self.pct = max(other, 0.0) / ((wall - self._start[0]) * (os.cpu_count() or 1)) * 100
-
-    @staticmethod
-    def _busy_seconds() -> Optional[float]:
-        try:
-            with open("/proc/stat", encoding="ascii") as f:
-                values = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        busy = sum(values[:8]) - idle  # user nice system idle iowait irq softirq steal
-        return busy / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _own_seconds() -> float:
-        times = os.times()
-        return times.user + times.system
-
-
+# -- command line ---------------------------------------------------------------------------------
 def arch_meta(arch: Arch) -> dict[str, Any]:
     return {"short": arch.short(), **arch.as_dict(),
             "params_no_embeddings": arch.encoder_params + arch.mlm_head_params,
             "params_total": arch.total_params()}
 
 
-# -- command line ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench/train_step.py",
@@ -489,7 +449,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             teacher = Teacher(str(write_model_folder(Path(tmp) / "teacher", teacher_arch, WEIGHT_SEED + 1)))
             print(f"timing {args.rounds} rounds x {', '.join(SETUPS)} ({args.warmup} + {args.steps} + 1 steps each)",
                   file=sys.stderr)
-            with OtherLoad() as other:
+            with OtherCpuLoad() as other:
                 step_seconds = measure(student_arch, teacher, batches, args.warmup, args.steps, args.rounds,
                                   log=lambda line: print(line, file=sys.stderr))
     finally:

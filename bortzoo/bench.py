@@ -484,3 +484,44 @@ def write_results(rows: Sequence[dict], meta: Mapping[str, Any], out: Union[str,
     _write_atomic(csv_path, buffer.getvalue())
     _write_atomic(json_path, json.dumps({"meta": dict(meta), "rows": list(rows)}, indent=2) + "\n")
     return [csv_path, json_path]
+
+
+def alternating_orders(names: Sequence[str], rounds: int) -> list[tuple[str, ...]]:
+    """A B, B A, A B, ...: alternating who goes first cancels a steady drift instead of favouring one side."""
+    forward, backward = tuple(names), tuple(reversed(names))
+    return [forward if r % 2 == 0 else backward for r in range(rounds)]
+
+
+class OtherCpuLoad:
+    """CPU time other processes took while we timed, as a share of the machine (Linux; else None).
+
+    Busy time of all CPUs (/proc/stat) minus this process's own CPU time (children included): the
+    part of the machine someone else used. Far above 0% means a neighbour skewed the numbers.
+    """
+
+    def __enter__(self) -> "OtherCpuLoad":
+        self.pct: Optional[float] = None
+        self._start = (time.perf_counter(), self._busy_seconds(), self._own_seconds())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        wall, busy, own = time.perf_counter(), self._busy_seconds(), self._own_seconds()
+        if busy is not None and self._start[1] is not None and wall > self._start[0]:
+            other = (busy - self._start[1]) - (own - self._start[2])
+            self.pct = max(other, 0.0) / ((wall - self._start[0]) * (os.cpu_count() or 1)) * 100
+
+    @staticmethod
+    def _busy_seconds() -> Optional[float]:
+        try:
+            with open("/proc/stat", encoding="ascii") as handle:
+                values = [int(v) for v in handle.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user nice system idle iowait irq softirq steal
+
+    @staticmethod
+    def _own_seconds() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+

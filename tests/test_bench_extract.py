@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bortzoo.bench import alternating_orders
+
 REPO = Path(__file__).resolve().parent.parent
 STUDENT, TEACHER = "1,2,32,64", "1,2,64,128"
 
@@ -122,4 +124,4 @@ def test_latency_sample_spans_the_flop_range():
     flops = sorted(a.encoder_flops(128) for a in space)
     assert len(sample) == 3
     assert sample[0].encoder_flops(128) == flops[0] and sample[-1].encoder_flops(128) == flops[-1]
-    assert ex.round_orders(3) == [("cached", "uncached"), ("uncached", "cached"), ("cached", "uncached")]
+    assert alternating_orders(("cached", "uncached"), 3) == [("cached", "uncached"), ("uncached", "cached"), ("cached", "uncached")]

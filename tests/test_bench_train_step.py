@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bortzoo.bench import alternating_orders
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +125,7 @@ def test_flops_formula_counts_training_as_three_forwards():
 
 
 def test_rounds_alternate_which_setup_goes_first():
-    assert ts.round_orders(3) == [("lightning", "bare"), ("bare", "lightning"), ("lightning", "bare")]
+    assert alternating_orders(("lightning", "bare"), 3) == [("lightning", "bare"), ("bare", "lightning"), ("lightning", "bare")]
 
 
 def test_bad_arguments_fail_before_building_anything(capsys):
