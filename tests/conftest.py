@@ -18,6 +18,18 @@ TINY_CORPUS = REPO / "bortzoo" / "assets" / "tiny-corpus.txt"
 TINY_ARCH = Arch(depth=2, heads=2, hidden=32, intermediate=64, vocab_size=512, max_positions=64)
 
 
+def load_bench_script(name: str):
+    """bench/ is not a package: load `bench/<name>.py` as a module by path."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir() -> str:
     return TINY_TOKENIZER_DIR

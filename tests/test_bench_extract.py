@@ -6,7 +6,6 @@ No timing assertions: speed on a shared CI machine is not a property of the code
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import sys
@@ -15,21 +14,13 @@ from pathlib import Path
 import pytest
 
 from bortzoo.bench import alternating_orders
+from conftest import load_bench_script
 
 REPO = Path(__file__).resolve().parent.parent
 STUDENT, TEACHER = "1,2,32,64", "1,2,64,128"
 
 
-def _load_script():
-    """bench/ is not a package: load the script as a module by path."""
-    spec = importlib.util.spec_from_file_location("bench_extract", REPO / "bench" / "extract.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ex = _load_script()
+ex = load_bench_script("extract")
 
 
 def test_main_prints_measures_both_setups_and_writes_files(tmp_path, capsys):

@@ -6,7 +6,6 @@ No timing assertions: throughput on a shared CI machine is not a property of the
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,22 +13,14 @@ from pathlib import Path
 import pytest
 
 from bortzoo.bench import alternating_orders
+from conftest import load_bench_script
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 STUDENT, TEACHER = "1,2,32,64", "1,2,64,128"
 
 
-def _load_script():
-    """bench/ is not a package: load the script as a module by path."""
-    spec = importlib.util.spec_from_file_location("bench_train_step", REPO / "bench" / "train_step.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ts = _load_script()
+ts = load_bench_script("train_step")
 
 
 @pytest.fixture(scope="module")
