@@ -1,0 +1,239 @@
+"""The benchmark tasks as data: one `TaskSpec` per task, registered by name.
+
+A spec says where a task's data lives on the Hub (`nyu-mll/glue`, `ehovy/race`), which splits it has
+and which leaderboard column each evaluation split is, which columns hold the inputs, what the label is
+(classes with names, a regression score, or one of several choices), which metrics score it, and how one
+example becomes the text pairs a model reads. Data loading, metrics, results files, submission files and
+model cards all read these facts from here. Adding a task is adding a spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from bortzoo.errors import BortzooError
+
+CLASSES, REGRESSION, CHOICE = "classes", "regression", "choice"
+KINDS = (CLASSES, REGRESSION, CHOICE)
+
+Pair = tuple[str, Optional[str]]
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """One evaluation split and the leaderboard column it is reported as.
+
+    `task` names another task whose data this split reads: the GLUE diagnostic `ax` has no training
+    data and is predicted with the MNLI model, so MNLI's test splits include `ax`'s.
+    """
+
+    split: str
+    board: str
+    task: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything the library needs to know about one benchmark task.
+
+    Args:
+        name: Registry name (``sst2``, ``mnli``, ``race-high``).
+        benchmark: ``glue`` or ``race`` (``superglue`` later); names the score that aggregates it.
+        dataset: Hub dataset id; a local folder laid out the same way can replace it.
+        config: Dataset config (the folder inside the Hub repo).
+        kind: ``classes``, ``regression`` or ``choice`` (multiple choice).
+        text_fields: Input columns: one (single sentence) or two (a pair). For ``choice`` tasks the
+            columns read by `pairs`.
+        metrics: Official metric names, in leaderboard order (see `bortzoo.metrics`).
+        label_names: Class names, in label-id order, as the Hub dataset's ClassLabel has them.
+        submission_labels: The label strings of the leaderboard's files (the original TSVs), by label id.
+        label_range: Valid interval of a regression label.
+        num_choices: Options per example of a ``choice`` task.
+        train: Training split; None for a task that is only predicted (``ax``).
+        validation: Labelled evaluation splits.
+        test: Test splits; their labels are hidden (-1) unless `test_labels`.
+        test_labels: Whether the test split's labels are public (RACE), so `bortzoo test` scores it.
+        id_column: Column with the example id written to submission files.
+        pairs: How one example (a row as a dict) becomes the texts the model reads: one (first,
+            second-or-None) pair, or one pair per option for ``choice`` tasks.
+        label: How one row becomes its label (class id, float, or index of the right option).
+        label_columns: The columns `label` reads (checked to exist).
+        predicted_by: For a task without training data, the task whose model predicts it.
+    """
+
+    name: str
+    benchmark: str
+    dataset: str
+    config: str
+    kind: str
+    text_fields: tuple[str, ...]
+    metrics: tuple[str, ...]
+    validation: tuple[EvalSplit, ...]
+    test: tuple[EvalSplit, ...]
+    label_names: tuple[str, ...] = ()
+    submission_labels: tuple[str, ...] = ()
+    label_range: Optional[tuple[float, float]] = None
+    num_choices: int = 0
+    train: Optional[str] = "train"
+    test_labels: bool = False
+    id_column: str = "idx"
+    pairs: Optional[Callable[[dict], list[Pair]]] = field(default=None, repr=False, compare=False)
+    label: Optional[Callable[[dict], object]] = field(default=None, repr=False, compare=False)
+    label_columns: tuple[str, ...] = ("label",)
+    predicted_by: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BortzooError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == CLASSES and len(self.label_names) < 2:
+            raise BortzooError(f"task {self.name!r}: a classification task needs at least two label names")
+        if self.kind == CHOICE and self.num_choices < 2:
+            raise BortzooError(f"task {self.name!r}: a multiple-choice task needs num_choices >= 2")
+        if not 1 <= len(self.text_fields) <= 2 and self.kind != CHOICE:
+            raise BortzooError(f"task {self.name!r}: text_fields must name one or two columns")
+
+    # -- facts derived from the spec ---------------------------------------------------------------
+    @property
+    def num_labels(self) -> int:
+        """Output units of the head: classes, 1 for a regression score, 1 score per option for choices."""
+        return len(self.label_names) if self.kind == CLASSES else 1
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the spec reads from a row."""
+        return tuple(dict.fromkeys((*self.text_fields, *self.label_columns, self.id_column)))
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of a uniform guess (what an untrained classifier scores on balanced data)."""
+        if self.kind == CLASSES:
+            return 1.0 / len(self.label_names)
+        if self.kind == CHOICE:
+            return 1.0 / self.num_choices
+        return 0.0
+
+    def texts(self, row: dict) -> list[Pair]:
+        """The (first, second) text pairs of one row: one pair, or one per option."""
+        if self.pairs is not None:
+            return self.pairs(row)
+        first = row[self.text_fields[0]]
+        second = row[self.text_fields[1]] if len(self.text_fields) == 2 else None
+        return [(first, second)]
+
+    def target(self, row: dict):
+        """The label of one row (the class id, the score, or the right option's index)."""
+        return self.label(row) if self.label is not None else row[self.label_columns[0]]
+
+    def eval_splits(self, stage: str) -> tuple[EvalSplit, ...]:
+        """The splits a Trainer verb reads: `validate`/`fit` the dev splits; `test` the test split when its
+        labels are public, else the dev splits (GLUE's test labels are hidden); `predict` the test splits."""
+        if stage == "predict":
+            return self.test
+        if stage == "test" and self.test_labels:
+            return self.test
+        return self.validation
+
+
+# -- GLUE (nyu-mll/glue: parquet, one folder per config) -----------------------------------------------
+GLUE_ID = "nyu-mll/glue"
+BINARY_NUMERIC = ("0", "1")  # CoLA, SST-2, MRPC, QQP, WNLI files hold 0/1
+NLI3 = ("entailment", "neutral", "contradiction")
+NLI2 = ("entailment", "not_entailment")
+
+
+def _glue(name: str, board: str, fields: tuple[str, ...], metrics: tuple[str, ...], labels: tuple[str, ...] = (),
+          submission: tuple[str, ...] = (), **kwargs) -> TaskSpec:
+    kwargs.setdefault("validation", (EvalSplit("validation", board),))
+    kwargs.setdefault("test", (EvalSplit("test", board),))
+    kwargs.setdefault("kind", CLASSES if labels else REGRESSION)
+    return TaskSpec(name=name, benchmark="glue", dataset=GLUE_ID, config=kwargs.pop("config", name),
+                    text_fields=fields, metrics=metrics, label_names=labels, submission_labels=submission, **kwargs)
+
+
+GLUE_TASKS = (
+    _glue("cola", "CoLA", ("sentence",), ("mcc",), ("unacceptable", "acceptable"), BINARY_NUMERIC),
+    _glue("sst2", "SST-2", ("sentence",), ("accuracy",), ("negative", "positive"), BINARY_NUMERIC),
+    _glue("mrpc", "MRPC", ("sentence1", "sentence2"), ("f1", "accuracy"), ("not_equivalent", "equivalent"),
+          BINARY_NUMERIC),
+    _glue("stsb", "STS-B", ("sentence1", "sentence2"), ("pearson", "spearman"), label_range=(0.0, 5.0)),
+    _glue("qqp", "QQP", ("question1", "question2"), ("f1", "accuracy"), ("not_duplicate", "duplicate"),
+          BINARY_NUMERIC),
+    _glue("mnli", "MNLI", ("premise", "hypothesis"), ("accuracy",), NLI3, NLI3,
+          validation=(EvalSplit("validation_matched", "MNLI-m"), EvalSplit("validation_mismatched", "MNLI-mm")),
+          test=(EvalSplit("test_matched", "MNLI-m"), EvalSplit("test_mismatched", "MNLI-mm"),
+                EvalSplit("test", "AX", task="ax"))),
+    _glue("qnli", "QNLI", ("question", "sentence"), ("accuracy",), NLI2, NLI2),
+    _glue("rte", "RTE", ("sentence1", "sentence2"), ("accuracy",), NLI2, NLI2),
+    _glue("wnli", "WNLI", ("sentence1", "sentence2"), ("accuracy",), ("not_entailment", "entailment"),
+          BINARY_NUMERIC),
+    _glue("ax", "AX", ("premise", "hypothesis"), ("mcc",), NLI3, NLI3, train=None, validation=(),
+          predicted_by="mnli"),
+)
+
+# The GLUE score: the mean over these groups of leaderboard columns, each group the mean of its columns,
+# each column the mean of its metrics. MNLI counts once (matched and mismatched averaged); AX not at all.
+# Checked against the published scores: Bort 83.6, BERT-large 80.5 (tests/test_metrics.py).
+GLUE_SCORE_GROUPS = (("CoLA",), ("SST-2",), ("MRPC",), ("STS-B",), ("QQP",), ("MNLI-m", "MNLI-mm"), ("QNLI",),
+                     ("RTE",), ("WNLI",))
+
+
+# -- RACE (ehovy/race: article, question, four options, answer letter) ----------------------------------
+RACE_ID = "ehovy/race"
+RACE_LETTERS = ("A", "B", "C", "D")
+
+
+def race_pairs(row: dict) -> list[Pair]:
+    """(article, question with the option): a cloze question ("... _ ...") gets the option in its blank,
+    any other question is followed by the option, the way RACE models have read it since BERT."""
+    question = row["question"]
+    seconds = [question.replace("_", option) if "_" in question else f"{question} {option}".strip()
+               for option in row["options"]]
+    return [(row["article"], second) for second in seconds]
+
+
+def race_label(row: dict) -> int:
+    """The index of the answer letter; anything but A-D is an error the loader reports with its row."""
+    answer = str(row["answer"]).strip().upper()
+    if answer not in RACE_LETTERS:
+        raise ValueError(f"answer {row['answer']!r} is not one of {', '.join(RACE_LETTERS)}")
+    return RACE_LETTERS.index(answer)
+
+
+def _race(config: str, board: str) -> TaskSpec:
+    return TaskSpec(name=f"race-{config}", benchmark="race", dataset=RACE_ID, config=config, kind=CHOICE,
+                    text_fields=("article", "question", "options"), metrics=("accuracy",), num_choices=4,
+                    validation=(EvalSplit("validation", board),), test=(EvalSplit("test", board),),
+                    test_labels=True, id_column="example_id", pairs=race_pairs, label=race_label,
+                    label_columns=("answer",), submission_labels=RACE_LETTERS)
+
+
+RACE_TASKS = (_race("all", "RACE"), _race("middle", "RACE-m"), _race("high", "RACE-h"))
+
+# -- the registry --------------------------------------------------------------------------------------
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*GLUE_TASKS, *RACE_TASKS)}
+ALIASES = {"race": "race-all", "sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli-mm": "mnli"}
+SCORE_GROUPS = {"glue": GLUE_SCORE_GROUPS}
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    """Add a task (SuperGLUE specs register here too); a name may be registered once."""
+    if spec.name in TASKS and TASKS[spec.name] != spec:
+        raise BortzooError(f"task {spec.name!r} is already registered")
+    TASKS[spec.name] = spec
+    return spec
+
+
+def get_task(name: "str | TaskSpec") -> TaskSpec:
+    """The spec registered as `name` (case-insensitive; a few leaderboard spellings accepted)."""
+    if isinstance(name, TaskSpec):
+        return name
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in TASKS:
+        raise BortzooError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+def tasks_of(benchmark: str) -> list[TaskSpec]:
+    return [spec for spec in TASKS.values() if spec.benchmark == benchmark]
