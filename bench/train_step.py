@@ -50,7 +50,8 @@ from bortzoo.export import write_random_masked_lm  # noqa: E402
 from bortzoo.data.masking import mask_tokens  # noqa: E402
 from bortzoo.distill import distillation_loss  # noqa: E402
 from bortzoo.modules.mlm import masked_logits  # noqa: E402
-from bortzoo.modules.student import NO_DECAY, Student  # noqa: E402
+from bortzoo.modules.student import Student  # noqa: E402
+from bortzoo.optim import NO_DECAY, adamw_with_warmup, param_groups  # noqa: E402
 from bortzoo.modules.teacher import Teacher  # noqa: E402
 from bortzoo.tokenizer import TINY_TOKENIZER_DIR  # noqa: E402
 
@@ -120,20 +121,10 @@ def parse_arch(spec: str, vocab_size: int, max_positions: int) -> Arch:
 # -- the bare loop: Student's arithmetic, without Lightning ---------------------------------------
 def bare_optimizer(student: Student, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """The optimiser and scheduler of `Student.configure_optimizers`, built without a Trainer."""
-    from transformers import get_linear_schedule_with_warmup
-
     hp = student.hparams
-    decay, no_decay = [], []
-    for name, param in student.model.named_parameters():
-        if param.requires_grad:
-            (no_decay if name.endswith(NO_DECAY) else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps,
-    )
-    total = max(int(total_steps), 1)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total), total)
-    return optimizer, scheduler
+    groups = param_groups(student.model.named_parameters(), hp.lr, hp.weight_decay)
+    built = adamw_with_warmup(groups, hp.lr, hp.betas, hp.eps, hp.warmup_ratio, total_steps)
+    return built["optimizer"], built["lr_scheduler"]["scheduler"]
 
 
 def bare_step(student: Student, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -162,10 +162,21 @@ def load_masked_lm(ref: str, revision: Optional[str] = None, **kwargs: Any):
     """A masked-LM model from `ref` (BERT, RoBERTa, Bort...), weights from safetensors or a weights-only .bin."""
     from transformers import AutoModelForMaskedLM
 
+    return _load_weights(AutoModelForMaskedLM, "masked-LM model", ref, revision, **kwargs)
+
+
+def load_encoder(ref: str, revision: Optional[str] = None, **kwargs: Any):
+    """The bare encoder of `ref` (no task head), for fine-tuning; same weight rules as `load_masked_lm`."""
+    from transformers import AutoModel
+
+    return _load_weights(AutoModel, "encoder", ref, revision, **kwargs)
+
+
+def _load_weights(auto_class, what: str, ref: str, revision: Optional[str], **kwargs: Any):
     path = resolve(ref, revision)
     if not has_weights(path):
         raise BortzooError(f"{ref!r} ({path}) has no weights: expected one of {', '.join(WEIGHT_FILES)}")
     try:
-        return AutoModelForMaskedLM.from_pretrained(path, **kwargs)
+        return auto_class.from_pretrained(path, **kwargs)
     except (ValueError, KeyError, OSError, RuntimeError) as err:
-        raise BortzooError(f"cannot load a masked-LM model from {ref!r} ({path}): {err}") from None
+        raise BortzooError(f"cannot load a {what} from {ref!r} ({path}): {err}") from None

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Union
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from transformers import BertForMaskedLM, get_linear_schedule_with_warmup
+from transformers import BertForMaskedLM
 
 from bortzoo.arch import Arch, get_arch
 from bortzoo.distill import distillation_loss, topk_distillation_loss
 from bortzoo.errors import BortzooError
 from bortzoo.modules.mlm import masked_logits
 from bortzoo.modules.teacher import Teacher
-
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
-
+from bortzoo.optim import adamw_with_warmup, param_groups
 
 class Student(L.LightningModule):
     """A BERT masked-LM of shape ⟨D,A,H,I⟩, initialised N(0, 0.02), trained by masked-LM or distillation.
@@ -115,18 +112,9 @@ class Student(L.LightningModule):
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with decoupled decay except on biases and LayerNorm; linear warm-up then linear decay."""
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                (no_decay if name.endswith(NO_DECAY) else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr, betas=tuple(self.hparams.betas), eps=self.hparams.eps,
-        )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = math.ceil(self.hparams.warmup_ratio * total)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        hp = self.hparams
+        groups = param_groups(self.model.named_parameters(), hp.lr, hp.weight_decay)
+        return adamw_with_warmup(groups, hp.lr, hp.betas, hp.eps, hp.warmup_ratio, self.trainer.estimated_stepping_batches)
 
     # -- checkpoints: the teacher is not part of the student -------------------------------------
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -1,0 +1,165 @@
+"""The leaderboard metrics and scores, defined once so every number the zoo reports is the official one.
+
+Bort's claims are GLUE and RACE leaderboard numbers, so a validation metric that differs from the
+leaderboard's definition (macro instead of micro accuracy, F1 of the wrong class, a 3-class MCC computed
+as binary) would make every comparison wrong. `make_metric` builds each named metric from torchmetrics
+with the leaderboard's settings for a task; `task_metrics` gives a task's whole set; `split_score` and
+`benchmark_score` turn per-column values into the per-task score and the GLUE score the papers quote.
+
+Input convention for ``update(preds, target)``: ``classes`` and ``choice`` tasks take predicted class
+ids (a LongTensor ``[N]``; the caller takes the argmax of the logits) and target ids ``[N]``;
+``regression`` tasks take float scores ``[N]`` for both. Accuracy also accepts ``[N, C]`` scores (it takes
+the argmax itself), but F1 and MCC do not, so pass ids. Everything runs on CPU and in float32.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping
+
+import torch
+import torchmetrics
+from torchmetrics.classification import (BinaryF1Score, BinaryMatthewsCorrCoef, MulticlassAccuracy,
+                                         MulticlassMatthewsCorrCoef)
+from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
+
+from bortzoo.data.tasks import CHOICE, CLASSES, REGRESSION, SCORE_GROUPS, TaskSpec
+from bortzoo.errors import BortzooError
+
+METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman")
+
+# Which task kinds each metric is defined for.
+_KINDS = {"accuracy": (CLASSES, CHOICE), "f1": (CLASSES,), "mcc": (CLASSES,), "pearson": (REGRESSION,),
+          "spearman": (REGRESSION,)}
+
+
+class _FloatPearson(PearsonCorrCoef):
+    """Pearson r on float32 scores whatever float type the labels arrive in (STS-B labels may be float64)."""
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        super().update(preds.float(), target.float())
+
+
+class _FloatSpearman(SpearmanCorrCoef):
+    """Spearman rho (average ranks for ties) on float32 scores. It keeps every score to rank them, which is
+    small for evaluation sets (STS-B dev has 1,500), so torchmetrics' warning about that is silenced."""
+
+    def __init__(self, **kwargs) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*will save all targets and predictions in the buffer")
+            super().__init__(**kwargs)
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        super().update(preds.float(), target.float())
+
+
+def rk_coefficient(confmat: torch.Tensor) -> torch.Tensor:
+    """Gorodkin's R_K from a K x K confusion matrix (rows true, columns predicted); MCC when K = 2.
+
+    ``(c*s - sum p_k t_k) / sqrt((s^2 - sum p_k^2) (s^2 - sum t_k^2))`` with c the correct count, s the total,
+    p_k and t_k the predicted and true counts of class k. A zero denominator (one class predicted, or only
+    one class present) gives 0, as scikit-learn's `matthews_corrcoef`, which GLUE's scorer uses, does.
+    """
+    confmat = confmat.double()
+    true, predicted = confmat.sum(dim=1), confmat.sum(dim=0)
+    correct, total = confmat.trace(), confmat.sum()
+    numerator = correct * total - (predicted * true).sum()
+    denominator = (total**2 - (predicted**2).sum()) * (total**2 - (true**2).sum())
+    if denominator == 0:
+        return torch.zeros((), dtype=torch.float32, device=confmat.device)
+    return (numerator / denominator.sqrt()).float()
+
+
+class _BinaryMCC(BinaryMatthewsCorrCoef):
+    """Binary MCC that is 0 when undefined. torchmetrics (1.9) extrapolates a limit instead: predicting one
+    class on CoLA's dev set would score about 0.03 rather than the leaderboard's 0."""
+
+    def compute(self) -> torch.Tensor:
+        return rk_coefficient(self.confmat)
+
+
+class _MulticlassMCC(MulticlassMatthewsCorrCoef):
+    """Multiclass R_K (AX's 3-class MCC), by the same formula as the binary one."""
+
+    def compute(self) -> torch.Tensor:
+        return rk_coefficient(self.confmat)
+
+
+def _classes(spec: TaskSpec) -> int:
+    """The number of classes a classification metric counts: labels, or options of a choice task."""
+    return spec.num_choices if spec.kind == CHOICE else spec.num_labels
+
+
+def make_metric(name: str, spec: TaskSpec) -> torchmetrics.Metric:
+    """The metric `name` for task `spec`, with the leaderboard's definition.
+
+    accuracy: micro-averaged multiclass accuracy over the labels (or over the options of a choice task);
+    f1: binary F1 of the positive class (label 1), as GLUE scores MRPC and QQP;
+    mcc: binary Matthews correlation for two classes, the multiclass R_K coefficient otherwise (AX), 0 where
+    undefined (one class predicted) as scikit-learn and the GLUE scorer have it;
+    pearson / spearman: correlation of float scores.
+    """
+    if name not in METRIC_NAMES:
+        raise BortzooError(f"unknown metric {name!r}; valid metrics: {', '.join(METRIC_NAMES)}")
+    if spec.kind not in _KINDS[name]:
+        raise BortzooError(f"metric {name!r} needs a {' or '.join(_KINDS[name])} task; "
+                           f"task {spec.name!r} is {spec.kind}")
+    classes = _classes(spec)
+    if name == "accuracy":
+        return MulticlassAccuracy(num_classes=classes, average="micro")
+    if name == "f1":
+        if classes != 2:
+            raise BortzooError(f"metric 'f1' is the binary F1 of label 1; task {spec.name!r} has {classes} labels")
+        return BinaryF1Score()
+    if name == "mcc":
+        return _BinaryMCC() if classes == 2 else _MulticlassMCC(num_classes=classes)
+    if name == "pearson":
+        return _FloatPearson()
+    return _FloatSpearman()
+
+
+def task_metrics(spec: TaskSpec, prefix: str = "") -> torchmetrics.MetricCollection:
+    """All of a task's metrics, keyed by the spec's metric names (with `prefix` prepended, e.g. ``"val/"``).
+
+    Keys keep the spec's leaderboard order (MRPC: f1, then accuracy); a dict given to MetricCollection at
+    once would be sorted alphabetically, so the metrics are added one at a time.
+    """
+    collection = torchmetrics.MetricCollection({}, prefix=prefix or None)
+    for name in spec.metrics:
+        collection.add_metrics({name: make_metric(name, spec)})
+    return collection
+
+
+def split_score(values: Mapping[str, float]) -> float:
+    """One leaderboard column's score: the mean of its metrics (MRPC is the mean of F1 and accuracy)."""
+    if not values:
+        raise BortzooError("a split needs at least one metric value to score")
+    return sum(float(value) for value in values.values()) / len(values)
+
+
+def benchmark_score(results: Mapping[str, Mapping[str, float]], benchmark: str = "glue") -> float:
+    """The benchmark score from per-column metric values, e.g. the GLUE score.
+
+    `results` maps a leaderboard column (``"CoLA"``, ``"MNLI-m"``) to ``{metric name: value}``. The score
+    is the mean over the benchmark's groups of the mean `split_score` of the group's columns (MNLI's two
+    columns count as one task); other columns (AX) are ignored. It is linear in the values, so fractions
+    give a fraction and percentages a percentage.
+    """
+    if benchmark not in SCORE_GROUPS:
+        raise BortzooError(f"no score is defined for benchmark {benchmark!r}; known: {', '.join(SCORE_GROUPS)}")
+    groups = SCORE_GROUPS[benchmark]
+    missing = [column for group in groups for column in group if column not in results]
+    if missing:
+        raise BortzooError(f"the {benchmark} score needs every column; missing: {', '.join(missing)}")
+    group_scores = [sum(split_score(results[column]) for column in group) / len(group) for group in groups]
+    return sum(group_scores) / len(group_scores)
+
+
+def to_percent(value: float) -> float:
+    """A fraction as a percentage (0.853 -> 85.3)."""
+    return 100.0 * float(value)
+
+
+def format_metrics(values: Mapping[str, float]) -> str:
+    """Metric fractions as leaderboard text: ``{"f1": 0.893, "accuracy": 0.854}`` -> ``"f1 89.3 / accuracy 85.4"``."""
+    return " / ".join(f"{name} {to_percent(value):.1f}" for name, value in values.items())
