@@ -54,9 +54,10 @@ USAGE = """usage: bortzoo VERB [options]        (bortzoo VERB --help for the opt
 
 Trainer verbs (Lightning CLI; a recipe YAML holds everything a run needs):
   fit        train a model:            bortzoo fit --config recipes/pretrain/bort-mlm-tiny.yaml
+             over seeds, mean ± std:   bortzoo fit --config recipes/finetune/glue/sst2-tiny.yaml --seeds 0,1,2
   validate   evaluate on the val split
-  test       evaluate on the test split
-  predict    run predictions
+  test       evaluate on the test split (GLUE: its dev splits, the test labels are hidden)
+  predict    run predictions; fine-tune recipes write leaderboard files (GLUE zip)
 Other verbs:
 {others}
 """
@@ -77,8 +78,34 @@ def make_cli_class():
 
         def before_fit(self) -> None:
             check_vocab(self.model, self.datamodule)
+            self._stamp_results()
+
+        def before_validate(self) -> None:
+            self._stamp_results()
+
+        def before_test(self) -> None:
+            self._stamp_results()
+
+        def _stamp_results(self) -> None:
+            """Give results callbacks the hash of the resolved recipe, so runs of one recipe can be grouped."""
+            from bortzoo.results import TaskResults, config_hash
+
+            callbacks = [c for c in self.trainer.callbacks if isinstance(c, TaskResults)]
+            if callbacks:
+                digest = config_hash(resolved_config(self), self.trainer.default_root_dir)
+                for callback in callbacks:
+                    callback.config_sha256 = digest
 
     return BortzooCLI
+
+
+def resolved_config(cli) -> dict:
+    """The subcommand's resolved config as plain data (what SaveConfigCallback writes as config.yaml)."""
+    import yaml
+
+    parser = cli._parser(cli.subcommand) if cli.subcommand else cli.parser
+    config = cli.config[cli.subcommand] if cli.subcommand else cli.config
+    return yaml.safe_load(parser.dump(config, skip_none=False, skip_validation=True))
 
 
 def check_vocab(model, datamodule) -> None:
@@ -161,6 +188,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         if verb in VERBS:
             run_verb(verb, rest)
+        elif verb == "fit" and any(a == "--seeds" or a.startswith("--seeds=") for a in rest):
+            from bortzoo.seeds import pop_seeds, run_seeds
+
+            args, seeds = pop_seeds(rest)
+            run_seeds(args, seeds)
         else:  # from the shell, let Lightning read sys.argv itself (passing it again makes it warn)
             lightning_cli(None if argv == sys.argv[1:] else argv)
     except Exception as err:  # jsonargparse wraps errors raised while building the recipe's classes

@@ -1,0 +1,5 @@
+"""Data: the pretraining corpus and the benchmark tasks."""
+
+from bortzoo.data.task_data import TaskData
+
+__all__ = ["TaskData"]

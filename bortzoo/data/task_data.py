@@ -1,0 +1,357 @@
+"""One DataModule for every benchmark task: load a spec's splits, check them, tokenise, pad per batch.
+
+Data comes from the task's Hub dataset (`nyu-mll/glue`, `ehovy/race`) or from a local folder laid out
+the same way (a clone of the repo, or the project's tiny fixtures), through `datasets.load_dataset`.
+Every row is checked against the spec before training starts: a missing column, a label outside the
+spec, a score that is not a number or an empty split stops the run with the task, split, row and column.
+Texts longer than `max_length` are truncated longest-first, counted and reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from bortzoo.data.tasks import CHOICE, CLASSES, REGRESSION, EvalSplit, TaskSpec, get_task
+from bortzoo.errors import BortzooError
+
+PAIR_ENCODINGS = ("tokenizer", "bort")
+ENCODING_VERSION = "1"  # bump when the encoding below changes, so cached encodings are not reused
+
+
+# -- loading and checking ------------------------------------------------------------------------------
+def load_split(spec: TaskSpec, split: str, data_dir: Optional[str] = None, revision: Optional[str] = None):
+    """One split of the task's dataset, from the Hub or from `data_dir` (a folder laid out like the repo)."""
+    import datasets
+
+    where = data_dir or spec.dataset
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise BortzooError(f"task {spec.name}: data_dir {data_dir!r} is not a folder (expected a folder laid out "
+                           f"like the Hub repo {spec.dataset}, with a {spec.config}/ config)")
+    try:
+        splits = datasets.load_dataset(where, spec.config, revision=None if data_dir else revision)
+    except BortzooError:
+        raise
+    except Exception as err:  # datasets raises many kinds: no network, no such config, unreadable files
+        first = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise BortzooError(f"task {spec.name}: cannot load {where} (config {spec.config!r}): {first}") from None
+    if split not in splits:
+        raise BortzooError(f"task {spec.name}: {where} (config {spec.config!r}) has no split {split!r}; "
+                           f"its splits are {sorted(splits)}")
+    data = splits[split]
+    missing = [c for c in spec.columns if c not in data.column_names]
+    if missing:
+        raise BortzooError(f"task {spec.name}, split {split}: missing column(s) {missing} in {where}; "
+                           f"the columns are {data.column_names}")
+    if len(data) == 0:
+        raise BortzooError(f"task {spec.name}, split {split}: the split is empty ({where})")
+    return data
+
+
+def check_labels(spec: TaskSpec, data, split: str, hidden: bool) -> list:
+    """The label of every row, checked against the spec; a bad one names its row and column.
+
+    Hidden labels (GLUE's test splits hold -1) are not checked and come back as -1.
+    """
+    column = spec.label_columns[0]
+    if hidden:
+        return [-1] * len(data)
+    names = {name: i for i, name in enumerate(spec.label_names)}
+    labels = []
+    # A plain label column is read whole (fast on MNLI's 393k rows); a label function sees each row.
+    values = data[column] if spec.label is None else data.select_columns(list(spec.label_columns))
+    for row_number, value in enumerate(values):
+        where = f"task {spec.name}, split {split}, row {row_number}, column {column!r}"
+        if spec.label is not None:
+            try:
+                value = spec.target(value)
+            except (ValueError, KeyError, IndexError, TypeError) as err:
+                raise BortzooError(f"{where}: {err}") from None
+        if spec.kind == CLASSES:
+            if isinstance(value, str) and value in names:
+                value = names[value]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(spec.label_names):
+                raise BortzooError(f"{where}: label {value!r} is not one of 0..{len(spec.label_names) - 1} "
+                                   f"({', '.join(spec.label_names)})")
+        elif spec.kind == REGRESSION:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise BortzooError(f"{where}: label {value!r} is not a number") from None
+            low, high = spec.label_range or (-math.inf, math.inf)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise BortzooError(f"{where}: label {value} is outside [{low:g}, {high:g}]")
+        labels.append(value)
+    return labels
+
+
+# -- encoding -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Template:
+    """Where a tokenizer puts its special tokens around one text or a pair, read off the tokenizer itself.
+
+    ``bort`` pair encoding uses one separator between the texts (`<s> A </s> B </s>`, as the official
+    Bort code did) where RoBERTa's tokenizer puts two.
+    """
+
+    start: tuple[int, ...]
+    middle: tuple[int, ...]
+    end: tuple[int, ...]
+    second_type: int  # token type id of the second text (1 for BERT, 0 for RoBERTa)
+
+    @classmethod
+    def of(cls, tokenizer, pair_encoding: str = "tokenizer") -> "Template":
+        if pair_encoding not in PAIR_ENCODINGS:
+            raise BortzooError(f"pair_encoding must be one of {PAIR_ENCODINGS}, got {pair_encoding!r}")
+        a = tokenizer("a", add_special_tokens=False)["input_ids"]
+        b = tokenizer("b", add_special_tokens=False)["input_ids"]
+        pair = tokenizer("a", "b", return_token_type_ids=True)
+        ids = list(pair["input_ids"])
+        at = _find(ids, a, 0)
+        bt = _find(ids, b, at + len(a))
+        if at < 0 or bt < 0:
+            raise BortzooError(f"cannot read the pair template of tokenizer {type(tokenizer).__name__}")
+        start, middle, end = ids[:at], ids[at + len(a):bt], ids[bt + len(b):]
+        types = pair.get("token_type_ids") or [0] * len(ids)
+        if pair_encoding == "bort":
+            middle = end
+        return cls(tuple(start), tuple(middle), tuple(end), int(types[-1]))
+
+    def budget(self, pair: bool) -> int:
+        return len(self.start) + len(self.end) + (len(self.middle) if pair else 0)
+
+    def build(self, first: list[int], second: Optional[list[int]], max_length: int):
+        """input_ids, token_type_ids and whether anything was cut, truncating the longer text first."""
+        room = max_length - self.budget(second is not None)
+        if room < 2:
+            raise BortzooError(f"max_length {max_length} leaves no room for text after the special tokens")
+        truncated = False
+        if second is None:
+            if len(first) > room:
+                first, truncated = first[:room], True
+            ids = [*self.start, *first, *self.end]
+            return ids, [0] * len(ids), truncated
+        if len(first) + len(second) > room:
+            truncated = True
+            keep_first, keep_second = _longest_first(len(first), len(second), room)
+            first, second = first[:keep_first], second[:keep_second]
+        head = [*self.start, *first, *self.middle]
+        tail = [*second, *self.end]
+        return head + tail, [0] * len(head) + [self.second_type] * len(tail), truncated
+
+
+def _find(haystack: list[int], needle: list[int], start: int) -> int:
+    for i in range(start, len(haystack) - len(needle) + 1):
+        if haystack[i:i + len(needle)] == needle:
+            return i
+    return -1
+
+
+def _longest_first(n_first: int, n_second: int, room: int) -> tuple[int, int]:
+    """Lengths after removing tokens one at a time from the longer text until both fit in `room`."""
+    short = min(n_first, n_second)
+    if short <= room // 2:
+        return (room - short, short) if n_first > n_second else (short, room - short)
+    return math.ceil(room / 2), room // 2
+
+
+def encode_rows(batch: dict[str, list], spec: TaskSpec, tokenizer, template: Template, max_length: int) -> dict:
+    """A `datasets.map` batch function: the token ids of every row (one sequence per option for choices)."""
+    count = len(next(iter(batch.values())))
+    rows = [{key: batch[key][i] for key in batch} for i in range(count)]
+    pairs = [spec.texts(row) for row in rows]
+    texts = list(dict.fromkeys(t for row_pairs in pairs for pair in row_pairs for t in pair if t is not None))
+    ids = dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else {}
+    out: dict[str, list] = {"input_ids": [], "token_type_ids": [], "truncated": []}
+    for row_pairs in pairs:
+        built = [template.build(ids[a], ids[b] if b is not None else None, max_length) for a, b in row_pairs]
+        if spec.kind == CHOICE:
+            out["input_ids"].append([x[0] for x in built])
+            out["token_type_ids"].append([x[1] for x in built])
+        else:
+            out["input_ids"].append(built[0][0])
+            out["token_type_ids"].append(built[0][1])
+        out["truncated"].append(any(x[2] for x in built))
+    return out
+
+
+def encode_split(spec: TaskSpec, data, split: str, tokenizer, max_length: int, pair_encoding: str = "tokenizer",
+                 hidden: bool = False):
+    """The split as model inputs (`input_ids`, `token_type_ids`, `labels`, `ids`), and how many rows were cut."""
+    if spec.kind == CHOICE:
+        _check_choices(spec, data, split)
+    labels = check_labels(spec, data, split, hidden)
+    template = Template.of(tokenizer, pair_encoding)
+    key = "|".join([ENCODING_VERSION, spec.name, split, str(getattr(data, "_fingerprint", "")),
+                    str(getattr(tokenizer, "name_or_path", "")), str(len(tokenizer)), str(max_length), pair_encoding])
+    encoded = data.map(
+        encode_rows, batched=True, batch_size=1000,
+        fn_kwargs={"spec": spec, "tokenizer": tokenizer, "template": template, "max_length": max_length},
+        remove_columns=[c for c in data.column_names if c != spec.id_column],
+        new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32],
+        desc=f"tokenise {spec.name}/{split}",
+    )
+    encoded = encoded.rename_column(spec.id_column, "ids") if spec.id_column != "ids" else encoded
+    encoded = encoded.add_column("labels", [float(x) for x in labels] if spec.kind == REGRESSION else labels)
+    truncated = int(sum(encoded["truncated"]))
+    return encoded.remove_columns(["truncated"]), truncated
+
+
+def _check_choices(spec: TaskSpec, data, split: str) -> None:
+    field = spec.text_fields[-1]
+    for row_number, options in enumerate(data[field]):
+        if not isinstance(options, (list, tuple)) or len(options) != spec.num_choices:
+            got = len(options) if isinstance(options, (list, tuple)) else type(options).__name__
+            raise BortzooError(f"task {spec.name}, split {split}, row {row_number}, column {field!r}: expected "
+                               f"{spec.num_choices} options, got {got}")
+
+
+# -- batching -----------------------------------------------------------------------------------------
+class PadCollator:
+    """Pads a batch to its longest sequence (options of a multiple-choice row padded alike)."""
+
+    def __init__(self, pad_id: int, regression: bool = False):
+        self.pad_id = pad_id
+        self.regression = regression
+
+    def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        ids = [row["input_ids"] for row in rows]
+        choice = bool(ids) and isinstance(ids[0][0], list)
+        flat_ids = [seq for item in ids for seq in item] if choice else ids
+        flat_types = [seq for row in rows for seq in row["token_type_ids"]] if choice else [r["token_type_ids"] for r in rows]
+        longest = max(len(seq) for seq in flat_ids)
+        input_ids = torch.full((len(flat_ids), longest), self.pad_id, dtype=torch.long)
+        types = torch.zeros((len(flat_ids), longest), dtype=torch.long)
+        mask = torch.zeros((len(flat_ids), longest), dtype=torch.long)
+        for i, (seq, seq_types) in enumerate(zip(flat_ids, flat_types)):
+            input_ids[i, :len(seq)] = torch.tensor(seq)
+            types[i, :len(seq)] = torch.tensor(seq_types)
+            mask[i, :len(seq)] = 1
+        if choice:
+            shape = (len(rows), len(ids[0]), longest)
+            input_ids, types, mask = input_ids.view(shape), types.view(shape), mask.view(shape)
+        dtype = torch.float if self.regression else torch.long
+        return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types,
+                "labels": torch.tensor([row["labels"] for row in rows], dtype=dtype),
+                "ids": [row["ids"] for row in rows]}
+
+
+# -- the DataModule -----------------------------------------------------------------------------------
+class TaskData(L.LightningDataModule):
+    """A benchmark task's train, evaluation and test data, tokenised with the model's tokenizer.
+
+    `fit` and `validate` read the task's dev splits (MNLI: matched and mismatched, one loader each);
+    `test` reads the test split where its labels are public (RACE) and the dev splits where they are
+    hidden (GLUE: real test scores need a leaderboard submission, see `bortzoo predict`); `predict` reads
+    the test splits (MNLI's include the AX diagnostic). Texts are tokenised with the fine-tuned model's
+    tokenizer (`TaskModel.tokenizer`); set `tokenizer` on the instance to use this module on its own.
+
+    Args:
+        task: A registered task name (``sst2``, ``mnli``, ``race-high``...).
+        data_dir: A local folder laid out like the task's Hub dataset repo (e.g. a clone of
+            ``nyu-mll/glue``, or ``bortzoo/assets/tiny-tasks/glue``); by default the Hub dataset.
+        dataset_revision: Hub revision of the dataset.
+        max_length: Longest input in tokens, special tokens included; longer texts are truncated,
+            the longer of a pair first, and counted.
+        batch_size: Training batch size (rows; a multiple-choice row holds every option).
+        eval_batch_size: Evaluation batch size (default: `batch_size`).
+        pair_encoding: ``tokenizer`` (the tokenizer's own pair template) or ``bort`` (`<s> A </s> B </s>`,
+            one separator, as the official Bort code).
+        num_workers: DataLoader worker processes.
+        train_limit: Use only the first N training rows (quick looks; None = all).
+    """
+
+    def __init__(self, task: str = "sst2", data_dir: Optional[str] = None, dataset_revision: Optional[str] = None,
+                 max_length: int = 128, batch_size: int = 32,
+                 eval_batch_size: Optional[int] = None, pair_encoding: str = "tokenizer", num_workers: int = 0,
+                 train_limit: Optional[int] = None):
+        super().__init__()
+        self.spec = get_task(task)
+        if pair_encoding not in PAIR_ENCODINGS:
+            raise BortzooError(f"pair_encoding must be one of {PAIR_ENCODINGS}, got {pair_encoding!r}")
+        if max_length < 8:
+            raise BortzooError(f"max_length must be at least 8 tokens, got {max_length}")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise BortzooError("batch sizes must be positive")
+        self.save_hyperparameters()
+        self.tokenizer = None
+        self.datasets: dict[str, Any] = {}
+        self.truncated: dict[str, int] = {}
+
+    # -- setup ---------------------------------------------------------------------------------------
+    def _tokenizer(self):
+        if self.tokenizer is None:
+            model = self.trainer.lightning_module if self.trainer is not None else None
+            self.tokenizer = getattr(model, "tokenizer", None)
+            if self.tokenizer is None:
+                raise BortzooError("TaskData has no tokenizer: the model must bring one (TaskModel.tokenizer), or "
+                                   "set TaskData.tokenizer")
+        return self.tokenizer
+
+    def splits_for(self, stage: str) -> tuple[EvalSplit, ...]:
+        """The evaluation splits `stage` reads, in loader order (the model names its metrics from them)."""
+        return self.spec.eval_splits(stage)
+
+    def _load(self, task: TaskSpec, split: str, hidden: bool):
+        key = f"{task.name}/{split}"
+        if key not in self.datasets:
+            data = load_split(task, split, self.hparams.data_dir, self.hparams.dataset_revision)
+            if split == task.train and self.hparams.train_limit:
+                data = data.select(range(min(self.hparams.train_limit, len(data))))
+            encoded, cut = encode_split(task, data, split, self._tokenizer(), self.hparams.max_length,
+                                        self.hparams.pair_encoding, hidden)
+            self.datasets[key], self.truncated[key] = encoded, cut
+            if cut:
+                rank_zero_info(f"{key}: {cut:,} of {len(encoded):,} rows were longer than {self.hparams.max_length} "
+                               "tokens and were truncated (longer text first)")
+        return self.datasets[key]
+
+    def _eval(self, stage: str) -> list:
+        loaded = []
+        for item in self.splits_for(stage):
+            task = get_task(item.task) if item.task else self.spec
+            hidden = stage == "predict" and not task.test_labels
+            loaded.append(self._load(task, item.split, hidden))
+        return loaded
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            if self.spec.train is None:
+                raise BortzooError(f"task {self.spec.name} has no training data: it is predicted with a "
+                                   f"{self.spec.predicted_by} model (bortzoo predict with a {self.spec.predicted_by} "
+                                   "recipe writes its file)")
+            self._load(self.spec, self.spec.train, hidden=False)
+        if stage in ("fit", "validate") and not self.spec.validation:
+            raise BortzooError(f"task {self.spec.name} has no labelled evaluation split")
+
+    # -- loaders -------------------------------------------------------------------------------------
+    def _loader(self, data, shuffle: bool, batch_size: int) -> DataLoader:
+        tokenizer = self._tokenizer()
+        collate = PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                              regression=self.spec.kind == REGRESSION)
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._load(self.spec, self.spec.train, False), True, self.hparams.batch_size)
+
+    def _eval_loaders(self, stage: str) -> list[DataLoader]:
+        size = self.hparams.eval_batch_size or self.hparams.batch_size
+        return [self._loader(data, False, size) for data in self._eval(stage)]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("validate")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("test")
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("predict")

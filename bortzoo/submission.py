@@ -1,0 +1,117 @@
+"""Leaderboard files from `bortzoo predict`: the TSVs the GLUE server takes, zipped, and RACE answers.
+
+GLUE wants one file per leaderboard column, named after it (`CoLA.tsv`, `MNLI-m.tsv`, `AX.tsv`...), with a
+header `index<TAB>prediction` and one row per test example: the example's `idx` and the label as the
+original task files wrote it (0/1 for CoLA, SST-2, MRPC, QQP, WNLI; `entailment`... for MNLI, AX, QNLI, RTE;
+a score in [0, 5] with three decimals for STS-B). The zip holds every GLUE file written so far in the
+folder; each task's `bortzoo predict` adds its own.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from bortzoo.data.tasks import REGRESSION, EvalSplit, TaskSpec, get_task, tasks_of
+from bortzoo.errors import BortzooError
+
+GLUE_ZIP = "glue-submission.zip"
+
+
+def glue_files() -> list[str]:
+    """Every file a complete GLUE submission holds (AX included)."""
+    boards = [item.board for spec in tasks_of("glue") for item in spec.test]
+    return [f"{board}.tsv" for board in dict.fromkeys(boards)]
+
+
+def format_prediction(spec: TaskSpec, value) -> str:
+    if spec.kind == REGRESSION:
+        low, high = spec.label_range or (float("-inf"), float("inf"))
+        return f"{min(max(float(value), low), high):.3f}"
+    index = int(value)
+    if not 0 <= index < len(spec.submission_labels):
+        raise BortzooError(f"task {spec.name}: prediction {index} has no label in {spec.submission_labels}")
+    return spec.submission_labels[index]
+
+
+def write_split_file(spec: TaskSpec, board: str, ids: Sequence, predictions: Sequence, folder: "str | Path",
+                     expected_rows: Optional[int] = None) -> Path:
+    """One leaderboard file, rows sorted by example id; written atomically."""
+    if len(ids) != len(predictions):
+        raise BortzooError(f"{board}: {len(ids)} ids but {len(predictions)} predictions")
+    if expected_rows is not None and len(ids) != expected_rows:
+        raise BortzooError(f"{board}: {len(ids)} predictions for {expected_rows} test rows")
+    if len(set(ids)) != len(ids):
+        raise BortzooError(f"{board}: duplicate example ids in the predictions")
+    header = ("index", "prediction") if spec.benchmark == "glue" else (spec.id_column, "answer")
+    rows = sorted(zip(ids, predictions), key=lambda pair: pair[0])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{board}.tsv"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write("\t".join(header) + "\n")
+        for example_id, value in rows:
+            handle.write(f"{example_id}\t{format_prediction(spec, value)}\n")
+    os.replace(tmp, path)
+    return path
+
+
+def zip_glue(folder: "str | Path") -> tuple[Path, list[str]]:
+    """Zip the GLUE files present in `folder` (at the zip's top level, as the server wants); name the missing."""
+    folder = Path(folder)
+    present = [name for name in glue_files() if (folder / name).is_file()]
+    missing = [name for name in glue_files() if name not in present]
+    target = folder / GLUE_ZIP
+    tmp = target.with_name(target.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in present:
+            archive.write(folder / name, arcname=name)
+    os.replace(tmp, target)
+    return target, missing
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """`bortzoo predict` callback: writes each test split's leaderboard file and, for GLUE, the zip.
+
+    Args:
+        dirpath: Folder for the files (one folder can collect every GLUE task's files); by default
+            `<default_root_dir>/submission`.
+    """
+
+    def __init__(self, dirpath: Optional[str] = None):
+        super().__init__(write_interval="epoch")
+        self.dirpath = dirpath
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence,
+                           batch_indices: Optional[Sequence]) -> None:
+        if trainer.world_size > 1:
+            raise BortzooError("write leaderboard files from one device (trainer.devices=1): each process only "
+                               "sees its share of the test rows")
+        spec: TaskSpec = pl_module.spec
+        splits: tuple[EvalSplit, ...] = spec.eval_splits("predict")
+        per_loader = predictions if len(splits) > 1 else [predictions]
+        folder = Path(self.dirpath or os.path.join(trainer.default_root_dir, "submission"))
+        datamodule = getattr(trainer, "datamodule", None)
+        for item, outputs in zip(splits, per_loader):
+            task = get_task(item.task) if item.task else spec
+            ids = [i.item() if isinstance(i, torch.Tensor) else i for out in outputs for i in out["ids"]]
+            values = torch.cat([out["predictions"] for out in outputs]).tolist() if outputs else []
+            expected = None
+            if datamodule is not None and f"{task.name}/{item.split}" in getattr(datamodule, "datasets", {}):
+                expected = len(datamodule.datasets[f"{task.name}/{item.split}"])
+            path = write_split_file(task, item.board, ids, values, folder, expected)
+            rank_zero_info(f"wrote {path} ({len(ids):,} rows)")
+        if spec.benchmark == "glue":
+            target, missing = zip_glue(folder)
+            rank_zero_info(f"wrote {target}")
+            if missing:
+                rank_zero_warn(f"the GLUE server needs every task's file; still missing: {', '.join(missing)} "
+                               f"(run bortzoo predict for those tasks with dirpath {folder})")
