@@ -33,11 +33,16 @@ def load_split(spec: TaskSpec, split: str, data_dir: Optional[str] = None, revis
     import datasets
 
     where = data_dir or spec.dataset
-    if data_dir is not None and not os.path.isdir(data_dir):
-        raise BortzooError(f"task {spec.name}: data_dir {data_dir!r} is not a folder (expected a folder laid out "
-                           f"like the Hub repo {spec.dataset}, with a {spec.config}/ config)")
+    cache_dir = None
+    if data_dir is not None:
+        if not os.path.isdir(data_dir):
+            raise BortzooError(f"task {spec.name}: data_dir {data_dir!r} is not a folder (expected a folder laid out "
+                               f"like the Hub repo {spec.dataset}, with a {spec.config}/ config)")
+        # datasets caches a local folder by its name, not its contents: key the cache on the files instead
+        cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "bortzoo-local", folder_signature(data_dir))
     try:
-        splits = datasets.load_dataset(where, spec.config, revision=None if data_dir else revision)
+        splits = datasets.load_dataset(where, spec.config, revision=None if data_dir else revision,
+                                       cache_dir=cache_dir)
     except BortzooError:
         raise
     except Exception as err:  # datasets raises many kinds: no network, no such config, unreadable files
@@ -54,6 +59,26 @@ def load_split(spec: TaskSpec, split: str, data_dir: Optional[str] = None, revis
     if len(data) == 0:
         raise BortzooError(f"task {spec.name}, split {split}: the split is empty ({where})")
     return data
+
+
+def folder_signature(folder: str) -> str:
+    """A digest of a folder's files (paths, sizes, modification times): changes whenever its data does."""
+    digest = hashlib.sha256(os.path.abspath(folder).encode())
+    for base, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            stat = os.stat(os.path.join(base, name))
+            digest.update(f"{os.path.relpath(os.path.join(base, name), folder)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def check_texts(spec: TaskSpec, data, split: str) -> None:
+    """Every input text and example id present: `datasets` fills a column the files lack with nulls."""
+    for column in (*spec.text_fields, spec.id_column):
+        for row_number, value in enumerate(data[column]):
+            if value is None or (spec.kind == CHOICE and column == spec.text_fields[-1]
+                                 and any(option is None for option in value)):
+                raise BortzooError(f"task {spec.name}, split {split}, row {row_number}, column {column!r}: no value "
+                                   "(null); is the column missing from the data files?")
 
 
 def check_labels(spec: TaskSpec, data, split: str, hidden: bool) -> list:
@@ -188,9 +213,10 @@ def encode_split(spec: TaskSpec, data, split: str, tokenizer, max_length: int, p
     """The split as model inputs (`input_ids`, `token_type_ids`, `labels`, `ids`), and how many rows were cut."""
     if spec.kind == CHOICE:
         _check_choices(spec, data, split)
+    check_texts(spec, data, split)
     labels = check_labels(spec, data, split, hidden)
     template = Template.of(tokenizer, pair_encoding)
-    key = "|".join([ENCODING_VERSION, spec.name, split, str(getattr(data, "_fingerprint", "")),
+    key = "|".join([ENCODING_VERSION, spec.name, split, str(getattr(data, "_fingerprint", "")), str(data.cache_files),
                     str(getattr(tokenizer, "name_or_path", "")), str(len(tokenizer)), str(max_length), pair_encoding])
     encoded = data.map(
         encode_rows, batched=True, batch_size=1000,
@@ -329,8 +355,9 @@ class TaskData(L.LightningDataModule):
                                    f"{self.spec.predicted_by} model (bortzoo predict with a {self.spec.predicted_by} "
                                    "recipe writes its file)")
             self._load(self.spec, self.spec.train, hidden=False)
-        if stage in ("fit", "validate") and not self.spec.validation:
-            raise BortzooError(f"task {self.spec.name} has no labelled evaluation split")
+        if stage in ("fit", "validate", "test") and not self.splits_for("validate" if stage == "fit" else stage):
+            raise BortzooError(f"task {self.spec.name} has no labelled split to {stage} on; it is predicted with a "
+                               f"{self.spec.predicted_by or 'another'} model (bortzoo predict)")
 
     # -- loaders -------------------------------------------------------------------------------------
     def _loader(self, data, shuffle: bool, batch_size: int) -> DataLoader:
