@@ -17,6 +17,19 @@ import lightning as L
 from bortzoo.errors import BortzooError
 
 
+def save_quietly(model, folder: str | os.PathLike) -> None:
+    """`save_pretrained` (safetensors) without transformers' per-save progress bar inside our own bars."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def export_masked_lm(model, tokenizer, out_dir: str | os.PathLike) -> Path:
     """Write `model` (a transformers masked-LM) and `tokenizer` to `out_dir`, atomically."""
     out = Path(out_dir)
@@ -26,7 +39,7 @@ def export_masked_lm(model, tokenizer, out_dir: str | os.PathLike) -> Path:
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        save_quietly(model, staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         previous = out.parent / f".{out.name}.previous-{os.getpid()}"

@@ -222,6 +222,17 @@ def measure_latency(arch: Arch, latency: Latency) -> float:
     return 1000 * times[len(times) // 2]
 
 
+def keep_best_weights(folders: list[Path], best: int, target: Path) -> None:
+    """Move the best θ's weights to `target` and drop the others (a rerun replaces what an interrupted one left)."""
+    import shutil
+
+    shutil.rmtree(target, ignore_errors=True)
+    folders[best].rename(target)
+    for index, folder in enumerate(folders):
+        if index != best:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 # -- the run ------------------------------------------------------------------------------------
 def extract(
     teacher: str,
@@ -247,6 +258,7 @@ def extract(
     accelerator: str = "auto",
     precision: Optional[str] = None,
     report_top: int = 10,
+    save_weights: bool = True,
 ) -> Optional[dict]:
     """Search the space for the architecture jointly best in parameters, inference cost and error.
 
@@ -276,6 +288,8 @@ def extract(
         accelerator: Lightning accelerator of the surrogate runs.
         precision: Lightning precision of the surrogate runs (e.g. bf16-mixed on GPUs).
         report_top: Rows of the top-k table in report.md.
+        save_weights: Keep each trained candidate's surrogate weights (best θ) in `out/weights/<D-A-H-I>/`, so
+            `bortzoo publish OUT --candidate D,A,H,I` can ship it; at Bort scale this needs disk (see the recipe).
     """
     from tqdm.auto import tqdm
 
@@ -356,9 +370,13 @@ def extract(
             bar.set_postfix(candidate=arch.short())
             if read_json(path, settings) is None:
                 with CandidateLock(path.with_suffix(".lock"), shard):
-                    runs = [surrogate_error(arch, train, evaluation, steps, theta, seed, accelerator, precision)
-                            for theta in thetas]
+                    kept = [run / "weights" / f".{candidate_key(arch)}.theta-{i}" for i in range(len(thetas))]
+                    runs = [surrogate_error(arch, train, evaluation, steps, theta, seed, accelerator, precision,
+                                            save_to=str(kept[i]) if save_weights else None)
+                            for i, theta in enumerate(thetas)]
                     best = min(runs, key=lambda r: r["error"])
+                    if save_weights:
+                        keep_best_weights(kept, runs.index(best), run / "weights" / candidate_key(arch))
                     write_json(path, {"settings": settings, "arch": arch.as_dict(), "error": best["error"],
                                       "best_theta": best["theta"], "runs": runs, "shard": shard})
             bar.update()

@@ -35,8 +35,10 @@ def quiet_trainer(**kwargs: Any) -> L.Trainer:
 
 
 def surrogate_error(arch: Arch, train: list[dict], evaluation: list[dict], steps: int, theta: dict[str, Any],
-                    seed: int = 0, accelerator: str = "auto", precision: Optional[str] = None) -> dict[str, Any]:
-    """Train `arch` for `steps` on `train` (cycled) with hyperparameters `theta`; return its held-out loss."""
+                    seed: int = 0, accelerator: str = "auto", precision: Optional[str] = None,
+                    save_to: Optional[str] = None) -> dict[str, Any]:
+    """Train `arch` for `steps` on `train` (cycled) with hyperparameters `theta`; return its held-out loss.
+    `save_to` keeps the trained masked-LM there as a transformers folder (what `bortzoo publish` ships)."""
     L.seed_everything(seed, verbose=False)
     student = Student(arch, **theta)
     cycled = [train[i % len(train)] for i in range(steps)]
@@ -48,6 +50,10 @@ def surrogate_error(arch: Arch, train: list[dict], evaluation: list[dict], steps
         trainer.fit(student, train_dataloaders=DataLoader(cycled, batch_size=None))
         metrics = trainer.validate(student, dataloaders=DataLoader(evaluation, batch_size=None), verbose=False)[0]
     error = float(metrics["val/loss"])
+    if save_to is not None:
+        from bortzoo.export import save_quietly
+
+        save_quietly(student.model, save_to)
     return {"theta": theta, "error": error if math.isfinite(error) else float("inf"),
             "mlm_loss": float(metrics.get("val/mlm_loss", float("nan"))), "kl": float(metrics.get("val/kl", float("nan"))),
             "seconds": round(time.perf_counter() - started, 3), "steps": steps}
