@@ -50,7 +50,8 @@ class TaskModel(L.LightningModule):
     Args:
         task: Registered task name; must match the data's.
         model: Encoder to start from: a Hub id, a folder, or a `.ckpt` from bortzoo pretraining. None
-            with `arch` set: a randomly initialised encoder (tiny recipes and tests).
+            with `arch` set: a randomly initialised encoder (tiny recipes and tests). A task folder of
+            the same task (from `bortzoo publish`) brings its trained head too.
         arch: Shape of a randomly initialised encoder (only when `model` is None).
         tokenizer: Tokenizer (Hub id or folder); by default the model's own (for a `.ckpt`, the
             tokenizer its pretraining data used).
@@ -123,6 +124,7 @@ class TaskModel(L.LightningModule):
                                    "use head 'bort'")
             self.head = nn.Sequential(nn.Dropout(p), nn.Linear(config.hidden_size, outputs))
         self.head.apply(self._init_module)
+        self.restored_head = self._restore_head()
         if reinit_layers:
             self._reinit_top(reinit_layers)
         self.metrics = nn.ModuleDict()
@@ -153,6 +155,16 @@ class TaskModel(L.LightningModule):
             return load_encoder(hp.model, hp.revision, **kwargs), hp.model
         except TypeError:  # encoders without the option (e.g. some non-BERT families)
             return load_encoder(hp.model, hp.revision), hp.model
+
+    def _restore_head(self) -> bool:
+        """Starting from a task folder of this task (`bortzoo publish` writes them), keep its trained head."""
+        model = self.hparams.model
+        if model is None or str(model).endswith(".ckpt"):
+            return False
+        from bortzoo.hf_task import restore_head
+        from bortzoo.hub import resolve
+
+        return restore_head(self, resolve(model, self.hparams.revision))
 
     def _init_module(self, module: nn.Module) -> None:
         """BERT's initialisation: N(0, initializer_range) weights, zero biases, unit LayerNorm."""
