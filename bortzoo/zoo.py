@@ -1,0 +1,204 @@
+"""The zoo: named checkpoints that really exist on the Hub, and `load()` for them, for Hub ids and for folders.
+
+Like timm's pretrained configs, each entry says where the weights live (Hub id and revision), what they
+are (kind, `Arch`, task, label names) and who made them. Only checkpoints that exist are listed: the
+authors' `amazon/bort` (encoder only: its masked-LM head was never converted and fills masks with junk),
+the teachers, and community BERT-large GLUE fine-tunes. bortzoo's own checkpoints join the list as they
+are published (`bortzoo publish` prints the entry to add).
+
+    model, tokenizer = bortzoo.load("bert-large-rte")       # a zoo name
+    model, tokenizer = bortzoo.load("amazon/bort")          # any Hub id
+    model, tokenizer = bortzoo.load("runs/publish/rte")     # a folder written by `bortzoo publish`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from bortzoo.arch import Arch, get_arch
+from bortzoo.data.tasks import get_task
+from bortzoo.errors import BortzooError
+
+# kind → what `load` returns: the bare encoder, a masked-LM, a task model, or a search candidate (masked-LM).
+KINDS = ("encoder", "masked-lm", "task", "candidate")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named checkpoint.
+
+    Args:
+        name: The zoo name (`bortzoo.load(name)`).
+        hub_id: Hub repo id.
+        kind: ``encoder``, ``masked-lm``, ``task`` or ``candidate``.
+        arch: Its shape: a preset name, "D,A,H,I" (RoBERTa vocabulary) or an `Arch` dict.
+        revision: Hub revision to load; None = the repo's main branch (not pinned).
+        task: Registered task of a ``task`` entry.
+        by: Who trained it: ``authors`` (the Bort authors), ``community`` or ``bortzoo``.
+        notes: What a user must know before using it.
+    """
+
+    name: str
+    hub_id: str
+    kind: str
+    arch: Union[str, dict]
+    revision: Optional[str] = None
+    task: Optional[str] = None
+    by: str = "community"
+    notes: str = ""
+    label_names: tuple[str, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BortzooError(f"zoo entry {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if (self.kind == "task") != (self.task is not None):
+            raise BortzooError(f"zoo entry {self.name!r}: a task entry needs a task, and only it")
+        if self.task is not None:
+            object.__setattr__(self, "label_names", get_task(self.task).label_names)
+
+    @property
+    def shape(self) -> Arch:
+        return get_arch(self.arch)
+
+
+REGISTRY: dict[str, ZooEntry] = {}
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    if entry.name in REGISTRY:
+        raise BortzooError(f"zoo name {entry.name!r} is already registered (for {REGISTRY[entry.name].hub_id})")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+register(ZooEntry("bort", "amazon/bort", "encoder", "bort", by="authors",
+                  notes="encoder weights only: the masked-LM head was never converted (mask filling gives junk); "
+                        "RoBERTa tokenizer; deprecated in transformers since v4.30, loads as BERT"))
+register(ZooEntry("roberta-large", "FacebookAI/roberta-large", "masked-lm", "roberta-large",
+                  notes="Bort's distillation teacher"))
+register(ZooEntry("bert-large", "google-bert/bert-large-uncased", "masked-lm", "bert-large",
+                  notes="the maximum point of the search and the fine-tuning baseline"))
+register(ZooEntry("bert-base", "google-bert/bert-base-uncased", "masked-lm", "bert-base"))
+for _task in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"):
+    register(ZooEntry(f"bert-large-{_task}", f"yoshitomo-matsubara/bert-large-uncased-{_task}", "task", "bert-large",
+                      task=_task, notes="torchdistill fine-tune (BERT paper hyperparameters); labels in "
+                                        "nyu-mll/glue order" + ("; also predicts AX" if _task == "mnli" else "")))
+
+
+def get_entry(name: str) -> ZooEntry:
+    if name not in REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise BortzooError(f"no zoo entry {name!r}.{hint} `bortzoo zoo list` shows them")
+    return REGISTRY[name]
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def load(ref: str, revision: Optional[str] = None, eval_mode: bool = True):
+    """The ready (model, tokenizer) of a zoo name, a Hub id or a local folder.
+
+    The model class follows what the checkpoint is: a task model (sequence classification or multiple
+    choice, as `config.json` says), a masked-LM, or, for `amazon/bort` whose masked-LM head is junk, the
+    bare encoder. Weights are read from safetensors, or a `.bin` only with `torch.load(weights_only=True)`.
+    """
+    from bortzoo.hub import load_tokenizer, resolve
+
+    entry = REGISTRY.get(ref)
+    source = entry.hub_id if entry else ref
+    revision = revision or (entry.revision if entry else None)
+    folder = resolve(source, revision)
+    kind = entry.kind if entry else _kind_of(source, folder)
+    model = _load_model(kind, source, revision, folder)
+    tokenizer = load_tokenizer(source, revision)
+    if eval_mode:
+        model.eval()
+    return model, tokenizer
+
+
+def _kind_of(source: str, folder: Path) -> str:
+    """A checkpoint's kind from its config (the class it was saved as); `amazon/bort` is an encoder whatever
+    its config says, because its masked-LM head is junk."""
+    if str(source).strip("/").lower() == "amazon/bort":
+        return "encoder"
+    config = json.loads((folder / "config.json").read_text())
+    architectures = config.get("architectures") or []
+    if any(a.endswith(("ForSequenceClassification", "ForMultipleChoice")) for a in architectures):
+        return "task"
+    if any(a.endswith("ForMaskedLM") for a in architectures):
+        return "masked-lm"
+    return "encoder"
+
+
+def _load_model(kind: str, source: str, revision: Optional[str], folder: Path):
+    from transformers import AutoModelForMaskedLM, AutoModelForMultipleChoice, AutoModelForSequenceClassification
+
+    from bortzoo.hub import _load_weights, load_encoder
+
+    if kind == "encoder":
+        if str(source).strip("/").lower() == "amazon/bort":
+            warnings.warn("amazon/bort ships encoder weights only (its masked-LM head is broken): loading the "
+                          "encoder", stacklevel=3)
+        return load_encoder(source, revision)
+    if kind in ("masked-lm", "candidate"):
+        return _load_weights(AutoModelForMaskedLM, "masked-LM model", source, revision)
+    config = json.loads((folder / "config.json").read_text())
+    multiple_choice = any(a.endswith("ForMultipleChoice") for a in config.get("architectures") or [])
+    auto = AutoModelForMultipleChoice if multiple_choice else AutoModelForSequenceClassification
+    return _load_weights(auto, "task model", source, revision)
+
+
+# -- listing ---------------------------------------------------------------------------------------
+COLUMNS = ("name", "Hub id", "kind", "<D,A,H,I>", "params", "task", "by", "notes")
+
+
+def rows() -> list[dict[str, str]]:
+    out = []
+    for entry in REGISTRY.values():
+        arch = entry.shape
+        params = arch.total_params(mlm_head=entry.kind in ("masked-lm", "candidate"), pooler=entry.kind == "task")
+        out.append({"name": entry.name, "Hub id": entry.hub_id + (f"@{entry.revision}" if entry.revision else ""),
+                    "kind": entry.kind, "<D,A,H,I>": arch.short(), "params": f"{params / 1e6:.1f}M",
+                    "task": entry.task or "", "by": entry.by, "notes": entry.notes})
+    return out
+
+
+def markdown_table() -> str:
+    """The README's zoo table (generated, never typed: tests compare the README with this)."""
+    lines = ["| " + " | ".join(c.replace("<", "⟨").replace(">", "⟩") for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows():
+        cells = [f"`{row[c]}`" if c in ("<D,A,H,I>", "Hub id") else row[c].replace("|", "\\|") for c in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def zoo_list(markdown: bool = False) -> None:
+    """Print the zoo: every named checkpoint, its Hub id, kind, shape, size, task and notes.
+
+    Args:
+        markdown: Print the Markdown table the README holds instead of plain columns.
+    """
+    if markdown:
+        print(markdown_table())
+        return
+    table = rows()
+    shown = [c for c in COLUMNS if c != "notes"]
+    widths = {c: max(len(c), *(len(r[c]) for r in table)) for c in shown}
+    print("  ".join(c.ljust(widths[c]) for c in shown))
+    for row in table:
+        print("  ".join(row[c].ljust(widths[c]) for c in shown))
+    print(f"\n{len(table)} checkpoints; load one with bortzoo.load(name). Notes: bortzoo zoo list --markdown")
+
+
+def main() -> None:  # `python -m bortzoo.zoo` prints the README table
+    zoo_list(markdown=True)
+
+
+if __name__ == "__main__":
+    main()
