@@ -34,6 +34,18 @@ def _extract() -> Callable:
     return extract
 
 
+def _publish() -> Callable:
+    from bortzoo.publish import publish
+
+    return publish
+
+
+def _zoo_list() -> Callable:
+    from bortzoo.zoo import zoo_list
+
+    return zoo_list
+
+
 def _extract_report() -> Callable:
     from bortzoo.extract.report import report
 
@@ -41,13 +53,18 @@ def _extract_report() -> Callable:
 
 
 # `bortzoo VERB SUBVERB ...`: verbs with a second word.
-SUBVERBS: dict[str, dict[str, Callable[[], Callable]]] = {"extract": {"report": _extract_report}}
+SUBVERBS: dict[str, dict[str, Callable[[], Callable]]] = {"extract": {"report": _extract_report},
+                                                          "zoo": {"list": _zoo_list}}
+# Verbs whose arguments without a default are positional (`bortzoo publish RUN_DIR`).
+POSITIONAL = {"publish"}
 
 # name → (loader of the function, one-line help). Later verbs (agora, publish, demo) go here.
 VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
     "bench": (_bench, "CPU inference latency of architectures side by side (median, p90, ratios)"),
     "export": (_export, "a Student checkpoint as a transformers masked-LM folder (safetensors + tokenizer)"),
     "extract": (_extract, "the optimal-subarchitecture search; `bortzoo extract report --out DIR` merges shards"),
+    "publish": (_publish, "a run as a Hub model repo with its card: bortzoo publish RUN_DIR --repo_id ORG/NAME"),
+    "zoo": (_zoo_list, "the named checkpoints (`bortzoo zoo list`); load one with bortzoo.load(name)"),
 }
 
 USAGE = """usage: bortzoo VERB [options]        (bortzoo VERB --help for the options of one verb)
@@ -162,6 +179,32 @@ def join_list_options(args: list[str]) -> list[str]:
     return joined
 
 
+def _underscored(token: str) -> str:
+    """`--repo-id` → `--repo_id`: options are written either way (the parameters have underscores)."""
+    if not token.startswith("--"):
+        return token
+    option, sep, value = token.partition("=")
+    return option[:2] + option[2:].replace("-", "_") + sep + value
+
+
+BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _bare_flags(function: Callable, args: list[str]) -> list[str]:
+    """`--dry_run` alone means `--dry_run true` for a bool parameter (jsonargparse wants the value)."""
+    import inspect
+
+    flags = {f"--{name}" for name, p in inspect.signature(function).parameters.items()
+             if p.annotation in (bool, "bool")}
+    out: list[str] = []
+    for index, token in enumerate(args):
+        out.append(token)
+        following = args[index + 1] if index + 1 < len(args) else None
+        if token in flags and (following is None or following.lower() not in BOOL_WORDS):
+            out.append("true")
+    return out
+
+
 def run_verb(name: str, args: list[str]):
     """Run a non-Trainer verb: its function's signature and docstring are its options and --help."""
     from jsonargparse import auto_cli
@@ -171,7 +214,8 @@ def run_verb(name: str, args: list[str]):
         function, prog, args = subverbs[args[0]](), f"bortzoo {name} {args[0]}", args[1:]
     else:
         function, prog = VERBS[name][0](), f"bortzoo {name}"
-    return auto_cli(function, args=join_list_options(args), prog=prog, as_positional=False)
+    args = _bare_flags(function, [_underscored(a) for a in args])
+    return auto_cli(function, args=join_list_options(args), prog=prog, as_positional=name in POSITIONAL)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

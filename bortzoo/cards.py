@@ -1,0 +1,273 @@
+"""Model cards: Hub metadata and a body rendered from `model_cards/<kind>.md`, from what the run produced.
+
+Every number in a card comes from the run folder (results.json, seeds.json, the search tables, the
+metrics the pretraining logged), from `Arch` (exact sizes), from a `bortzoo bench` results file (CPU
+latency, with the hardware it ran on), or from `bortzoo.published` under a "reported by the authors"
+label. The `model-index` metadata carries the run's own dev results so the Hub (and `ModelCard.load`)
+can read them back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from bortzoo.arch import Arch, get_arch
+from bortzoo.data.tasks import CHOICE, get_task
+from bortzoo.errors import BortzooError
+from bortzoo.hub import is_hub_id
+from bortzoo.published import KNOWN_LOSSES, SOURCE, reported
+from bortzoo.runs import Run
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+LICENSE = "apache-2.0"  # Bort's code and weights (alexa/bort) and this project
+# Our metric names → the Hub's metric ids (model-index `type`).
+HUB_METRICS = {"accuracy": "accuracy", "f1": "f1", "mcc": "matthews_correlation", "pearson": "pearsonr",
+               "spearman": "spearmanr", "loss": "loss"}
+PAPERS = [
+    ("dewynter2020bort", "Optimal Subarchitecture Extraction For BERT", "Adrian de Wynter and Daniel J. Perry",
+     "2010.10499"),
+    ("dewynter2020fptas", "An Approximation Algorithm for Optimal Subarchitecture Extraction", "Adrian de Wynter",
+     "2010.08512"),
+    ("dewynter2020agora", "An Algorithm for Learning Smaller Representations of Models With Scarce Data",
+     "Adrian de Wynter", "2010.07990"),
+]
+
+
+def citations() -> str:
+    entries = [f"@misc{{{key},\n  title = {{{title}}},\n  author = {{{authors}}},\n  year = {{2020}},\n"
+               f"  eprint = {{{arxiv}}},\n  archivePrefix = {{arXiv}},\n  primaryClass = {{cs.LG}}\n}}"
+               for key, title, authors, arxiv in PAPERS]
+    return "```bibtex\n" + "\n\n".join(entries) + "\n```"
+
+
+# -- tables --------------------------------------------------------------------------------------
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def arch_table(arch: Arch, seq_len: int = 128) -> str:
+    """Exact sizes of this shape, counted by `Arch` (the Hub's file size would include the head)."""
+    seq_len = min(seq_len, arch.max_positions)
+    rows = [["depth D", arch.depth], ["attention heads A", arch.heads], ["hidden size H", arch.hidden],
+            ["intermediate size I", arch.intermediate], ["vocabulary", f"{arch.vocab_size:,}"],
+            ["positions", arch.max_positions], ["embedding parameters", f"{arch.embedding_params:,}"],
+            ["encoder-layer parameters", f"{arch.encoder_params:,}"],
+            ["encoder + embeddings", f"{arch.embedding_params + arch.encoder_params:,}"],
+            [f"encoder GFLOPs per {seq_len}-token sequence (matmuls)", f"{arch.encoder_flops(seq_len) / 1e9:.3f}"]]
+    return table(["", shape(arch)], rows)
+
+
+def latency_section(latency: Optional[dict], arch: Arch) -> str:
+    """CPU latency rows of this shape (and BERT-large beside it) from a `bortzoo bench` results file."""
+    if not latency:
+        return ("Not measured for this card. `bortzoo bench --models D,A,H,I bert-large` measures it on your "
+                "CPU; `bortzoo publish --latency FILE` puts a results file here.")
+    meta, rows = latency["meta"], latency["rows"]
+    large = get_arch("bert-large").short()
+    mine = [r for r in rows if r["arch"] == arch.short()]
+    if not mine:
+        raise BortzooError(f"the latency file has no rows for {arch.short()} (it has {sorted({r['arch'] for r in rows})})")
+    reference = {(r["batch"], r["seq"], r["threads"]): r for r in rows if r["arch"] == large}
+    body = []
+    for row in mine:
+        ref = reference.get((row["batch"], row["seq"], row["threads"]))
+        speedup = f"{ref['median_ms'] / row['median_ms']:.1f}x" if ref and arch.short() != large else ""
+        body.append([row["batch"], row["seq"], row["threads"], f"{row['median_ms']:.1f}", f"{row['p90_ms']:.1f}",
+                     f"{ref['median_ms']:.1f}" if ref else "", speedup])
+    hardware = (f"{meta.get('cpu')} ({meta.get('cores')} cores), torch {meta.get('torch')}, transformers "
+                f"{meta.get('transformers')}, {meta.get('dtype', 'float32')}, {meta.get('attn_implementation', '')} "
+                f"attention; {meta.get('repeats')} timed rounds after {meta.get('warmup')} warm-up, measured "
+                f"{meta.get('date', '')} by `bortzoo bench` (random weights: latency depends on the shape only)")
+    return table(["batch", "seq", "threads", "median ms", "p90 ms", "BERT-large median ms", "BERT-large / this"],
+                 body) + f"\n\nHardware: {hardware}."
+
+
+def shape(arch: Arch) -> str:
+    """⟨D,A,H,I⟩: the paper's brackets (ASCII angle brackets would read as HTML in Markdown)."""
+    return f"⟨{arch.depth},{arch.heads},{arch.hidden},{arch.intermediate}⟩"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+# -- eval results (model-index) ------------------------------------------------------------------
+def task_eval_results(run: Run) -> list:
+    """The run's dev results as `EvalResult`s: the published checkpoint's (best epoch), then seed means."""
+    from huggingface_hub import EvalResult
+
+    spec = get_task(run.results["task"])
+    data_dir = run.data_args().get("data_dir")
+    dataset = spec.dataset if not data_dir else str(data_dir)
+    splits = {item.board: item.split for item in spec.validation}
+    task_type = "multiple-choice" if spec.kind == CHOICE else "text-classification"
+    best, seed = run.results["best"], run.results.get("seed")
+    out = []
+    for board, metrics in best["splits"].items():
+        for name, value in metrics.items():
+            out.append(EvalResult(
+                task_type=task_type, dataset_type=dataset, dataset_name=f"{spec.benchmark.upper()} {board}",
+                dataset_config=spec.config, dataset_split=splits.get(board, board), metric_type=HUB_METRICS[name],
+                metric_value=round(float(value), 6),
+                metric_name=f"{name} (dev, best epoch {best['epoch'] + 1}, seed {seed})"))
+    if run.seeds:
+        n = len(run.seeds["seeds"])
+        for board, metrics in run.seeds["splits"].items():
+            for name, stats in metrics.items():
+                out.append(EvalResult(
+                    task_type=task_type, dataset_type=dataset, dataset_name=f"{spec.benchmark.upper()} {board}",
+                    dataset_config=spec.config, dataset_split=splits.get(board, board),
+                    metric_type=HUB_METRICS[name], metric_value=round(float(stats["mean"]), 6),
+                    metric_name=f"{name} (dev, final epoch, mean of {n} seeds, std {stats['std']:.4f})"))
+    return out
+
+
+def pretrained_eval_results(run: Run) -> list:
+    from huggingface_hub import EvalResult
+
+    validation = run.results.get("validation")
+    if not validation:
+        return []
+    names = {"mlm_acc": ("accuracy", "masked-token accuracy (held-out)"),
+             "teacher_agreement": ("accuracy", "top-1 agreement with the teacher (held-out)"),
+             "loss": ("loss", "distillation loss (held-out)")}
+    source = _corpus_name(run)
+    return [EvalResult(task_type="fill-mask", dataset_type=source, dataset_name=f"held-out split of {source}",
+                       dataset_split="validation", metric_type=names[k][0], metric_value=round(v, 6),
+                       metric_name=f"{names[k][1]}, step {validation['step']}")
+            for k, v in validation["metrics"].items() if k in names]
+
+
+def candidate_eval_results(run: Run) -> list:
+    from huggingface_hub import EvalResult
+
+    r = run.results
+    return [EvalResult(task_type="fill-mask", dataset_type="surrogate distillation batches",
+                       dataset_name=f"held-out surrogate batches of {run.folder.name}", dataset_split="validation",
+                       metric_type="loss", metric_value=round(float(r["error"]), 6),
+                       metric_name=f"surrogate error: held-out distillation loss after {r['steps']} steps")]
+
+
+def _corpus_name(run: Run) -> str:
+    sources = run.data_args().get("sources") or []
+    names = [str(s.get("path")) for s in sources if isinstance(s, dict) and s.get("path")]
+    return ", ".join(names) or "the pretraining corpus"
+
+
+# -- the card ------------------------------------------------------------------------------------
+def render(run: Run, model_name: str, repo_id: Optional[str] = None, latency: Optional[dict] = None,
+           base_model: Optional[str] = None):
+    """The `ModelCard` of `run`: metadata plus the body of `model_cards/<kind>.md`."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    template = TEMPLATES / f"{run.kind}.md"
+    if not template.is_file():
+        raise BortzooError(f"missing card template {template} (model_cards/ belongs beside the bortzoo package)")
+    builder = {"task": _task_context, "pretrained": _pretrained_context, "candidate": _candidate_context}[run.kind]
+    context, metadata = builder(run, base_model)
+    context.update(model_name=model_name, repo_id=repo_id or f"path/to/{model_name}", arch_table=arch_table(run.arch), latency=latency_section(latency, run.arch),
+                   citations=citations(), recipe_file="recipe.yaml", known_losses=KNOWN_LOSSES, arch=shape(run.arch))
+    data = ModelCardData(language="en", license=LICENSE, library_name="transformers", model_name=model_name,
+                         **metadata)
+    return ModelCard.from_template(data, template_path=str(template), **context)
+
+
+def _tags(*extra: str) -> list[str]:
+    return ["bort", "bortzoo", "bert", *extra]
+
+
+def _task_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
+    spec = get_task(run.results["task"])
+    args = run.model_args()
+    source = base_model or args.get("model")
+    data_dir = run.data_args().get("data_dir")
+    best = run.results["best"]
+    rows = [[board, name, _pct(value)] for board, metrics in best["splits"].items() for name, value in metrics.items()]
+    seeds_table = None
+    if run.seeds:
+        seeds_table = table(["split", "metric", "mean", "± std (sample)", "seeds"], [
+            [board, name, _pct(stats["mean"]), _pct(stats["std"]), ", ".join(map(str, run.seeds["seeds"]))]
+            for board, metrics in run.seeds["splits"].items() for name, stats in metrics.items()])
+    published = []
+    for item in spec.validation:
+        numbers = reported(spec.benchmark, item.board)
+        if numbers:
+            published += [[item.board, model, "/".join(f"{v:.1f}" for v in values)] for model, values in numbers.items()]
+    lineage = _lineage(source, args, base_model)
+    context = {
+        "task": spec.name, "benchmark": spec.benchmark.upper(), "boards": ", ".join(i.board for i in spec.validation),
+        "dataset": spec.dataset, "config": spec.config, "data_dir": data_dir, "kind": spec.kind,
+        "labels": ", ".join(f"{i}: {n}" for i, n in enumerate(spec.label_names)) or None,
+        "head": args.get("head"), "pair_encoding": run.data_args().get("pair_encoding", "tokenizer"),
+        "results_table": table(["split", "metric", "dev (×100)"], rows), "best_epoch": best["epoch"] + 1,
+        "epochs": run.results.get("epochs"), "seed": run.results.get("seed"), "seeds_table": seeds_table,
+        "published_table": table(["split", "model", "test (×100)"], published) if published else None,
+        "published_source": SOURCE, "lineage": lineage, "hparams": _hparams(args, ("lr", "weight_decay",
+        "warmup_ratio", "layer_decay", "reinit_layers", "dropout")) + _hparams(run.data_args(), ("batch_size",
+        "max_length")) + _hparams(run.config.get("trainer") or {}, ("max_epochs", "max_steps", "precision")),
+        "truncated": run.results.get("truncated") or {}, "random_init": args.get("model") is None,
+        "auto_class": "AutoModelForMultipleChoice" if spec.kind == CHOICE else "AutoModelForSequenceClassification",
+        "config_sha256": run.results.get("config_sha256"),
+    }
+    metadata = {"pipeline_tag": None if spec.kind == CHOICE else "text-classification",
+                "tags": _tags(spec.benchmark, spec.name), "datasets": [spec.dataset] if not data_dir else None,
+                "base_model": source if source and is_hub_id(str(source)) and not Path(str(source)).exists() else None,
+                "metrics": sorted({HUB_METRICS[m] for m in spec.metrics}), "eval_results": task_eval_results(run)}
+    return context, metadata
+
+
+def _lineage(source: Optional[str], args: dict, base_model: Optional[str]) -> list[str]:
+    """Where the weights came from, one step per line: teacher → pretrained encoder → this model."""
+    if source is None:
+        return ["a randomly initialised encoder (a pipeline check, not a model to use)", "this task model"]
+    steps = []
+    if str(source).endswith(".ckpt"):
+        steps.append(f"a bortzoo pretraining checkpoint `{source}` (distilled as its recipe says)")
+    elif str(source).lower() in ("amazon/bort",):
+        steps += ["RoBERTa-large (teacher, `FacebookAI/roberta-large`)",
+                  "Bort, distilled by its authors (`amazon/bort`, encoder weights)"]
+    else:
+        steps.append(f"`{source}`")
+    steps.append("this task model (fine-tuned by the recipe below)")
+    return steps
+
+
+def _hparams(args: dict, keys: tuple[str, ...]) -> list[str]:
+    return [f"{k}: {args[k]}" for k in keys if args.get(k) is not None]
+
+
+def _pretrained_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
+    args = run.model_args()
+    teacher = ((args.get("teacher") or {}).get("init_args") or {}).get("source")
+    validation = run.results.get("validation")
+    rows = [[k, f"{v:.4f}"] for k, v in (validation or {}).get("metrics", {}).items()]
+    context = {
+        "teacher": teacher, "corpus": _corpus_name(run), "distilled": teacher is not None,
+        "validation_table": table(["metric", "value"], rows) if rows else None,
+        "validation_step": (validation or {}).get("step"),
+        "hparams": _hparams(args, ("alpha", "beta", "temperature", "lr", "weight_decay", "warmup_ratio")) +
+        _hparams(run.data_args(), ("seq_len", "batch_size", "mlm_probability", "max_predictions")) +
+        _hparams(run.config.get("trainer") or {}, ("max_steps", "precision")),
+    }
+    parent = base_model or (teacher if teacher and is_hub_id(str(teacher)) and not Path(str(teacher)).exists() else None)
+    metadata = {"pipeline_tag": "fill-mask", "tags": _tags("fill-mask", "knowledge-distillation"),
+                "base_model": parent, "eval_results": pretrained_eval_results(run) or None}
+    return context, metadata
+
+
+def _candidate_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
+    r = run.results
+    row = [[r["rank"], r["of"], f"{r['params']:,}", f"{r['flops'] / 1e9:.4f}",
+            f"{r['latency_ms']:.2f}" if r.get("latency_ms") is not None else "", f"{r['error']:.4f}",
+            f"{r['score']:.4f}", "yes" if r["pareto"] else "no"]]
+    context = {
+        "search_table": table(["rank", "of", "params", "GFLOPs", "latency ms", "error", "score", "Pareto"], row),
+        "score_function": r.get("score_function"), "weights": r.get("weights"), "teacher": r.get("teacher"),
+        "steps": r.get("steps"), "best_theta": r.get("best_theta"), "search_folder": run.folder.name,
+    }
+    metadata = {"pipeline_tag": "fill-mask", "tags": _tags("fill-mask", "architecture-search", "candidate"),
+                "base_model": base_model, "eval_results": candidate_eval_results(run)}
+    return context, metadata

@@ -1,0 +1,275 @@
+"""`bortzoo publish RUN_DIR --repo-id ORG/NAME`: a run as a Hub-ready folder with its card, then one commit.
+
+The folder is built offline and deterministically (the same run gives the same bytes, so publishing it
+again changes nothing on the Hub): safetensors weights, `config.json`, tokenizer files, `recipe.yaml`
+(the resolved recipe), `results.json` (the run's numbers) and `README.md` (the card, from
+`model_cards/<kind>.md`). The upload is `create_repo(exist_ok=True)` then one `upload_folder` commit.
+The token comes from where huggingface_hub keeps it (`HF_TOKEN`, `hf auth login`) and is never
+printed; a missing token or an unreachable Hub stops the command before anything is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from bortzoo.errors import BortzooError
+from bortzoo.runs import Run, read_run
+
+LATENCY_DIR = "latency"
+
+
+# -- the folder ------------------------------------------------------------------------------------
+def build_folder(run: Run, out: str | Path, repo_id: Optional[str] = None, latency: Optional[dict] = None,
+                 base_model: Optional[str] = None) -> Path:
+    """Write the Hub folder of `run` to `out`; a failed build leaves an earlier `out` untouched."""
+    from bortzoo.cards import render
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BortzooError(f"publish folder {str(out)!r} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        {"task": _task_files, "pretrained": _pretrained_files, "candidate": _candidate_files}[run.kind](run, staging)
+        name = repo_id.split("/")[-1] if repo_id else _default_name(run)
+        card = render(run, name, repo_id=repo_id, latency=latency, base_model=base_model)
+        (staging / "README.md").write_text(str(card) + "\n", encoding="utf-8")
+        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _default_name(run: Run) -> str:
+    folder = run.extra.get("sweep_folder") or run.folder
+    return f"{Path(folder).name}-{run.arch.short().strip('<>').replace(',', '-')}" if run.kind == "candidate" \
+        else Path(folder).name
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _task_files(run: Run, folder: Path) -> None:
+    from bortzoo.data.task_data import Template
+    from bortzoo.hf_task import save_tokenizer, to_hf
+    from bortzoo.modules import TaskModel
+
+    try:
+        model = TaskModel.load_from_checkpoint(str(run.checkpoint), map_location="cpu", weights_only=True)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise BortzooError(f"{run.checkpoint} is not a TaskModel checkpoint: {str(err).splitlines()[0]}") from None
+    if model.tokenizer is None:
+        raise BortzooError(f"{run.checkpoint}: the model names no tokenizer to ship (set model.init_args.tokenizer)")
+    from bortzoo.export import save_quietly
+
+    save_quietly(to_hf(model), folder)
+    pair_encoding = run.data_args().get("pair_encoding", "tokenizer")
+    save_tokenizer(model.tokenizer, folder, Template.of(model.tokenizer, pair_encoding))
+    shutil.copyfile(run.recipe, folder / "recipe.yaml")
+    shutil.copyfile(run.folder / "results.json", folder / "results.json")
+    if run.seeds is not None:
+        _write_json(folder / "seeds.json", run.seeds)
+
+
+def _pretrained_files(run: Run, folder: Path) -> None:
+    if run.model_folder is not None:
+        for path in sorted(run.model_folder.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, folder / path.name)
+    else:
+        from bortzoo.export import export_masked_lm
+        from bortzoo.hub import load_tokenizer
+        from bortzoo.modules import Student
+
+        student = Student.load_from_checkpoint(str(run.checkpoint), map_location="cpu", weights_only=True, teacher=None)
+        tokenizer = run.data_args().get("tokenizer")
+        export_masked_lm(student.model, load_tokenizer(tokenizer) if tokenizer else None, folder / "model")
+        for path in (folder / "model").iterdir():
+            path.rename(folder / path.name)
+        (folder / "model").rmdir()
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json", "vocab.txt")):
+        raise BortzooError(f"{run.folder}: the exported model has no tokenizer files to ship")
+    shutil.copyfile(run.recipe, folder / "recipe.yaml")
+    _write_json(folder / "results.json", run.results)
+
+
+def _candidate_files(run: Run, folder: Path) -> None:
+    from bortzoo.hub import load_tokenizer
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(run.model_folder / name, folder / name)
+    load_tokenizer(run.extra["tokenizer"]).save_pretrained(folder)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(run.config, sort_keys=True), encoding="utf-8")
+    _write_json(folder / "results.json", run.results)
+
+
+# -- latency ---------------------------------------------------------------------------------------
+def resolve_latency(latency: Optional[str], run: Run) -> Optional[dict]:
+    """The `bortzoo bench` results the card quotes: a given file, none, or ("auto") the run's own
+    `latency/` results, measured once (this shape and BERT-large) and reused so re-publishing is stable."""
+    if latency is None or str(latency).lower() in ("none", "off", "false"):
+        return None
+    if str(latency) != "auto":
+        path = Path(latency)
+        if not path.is_file():
+            raise BortzooError(f"latency file {str(path)!r} does not exist (give a JSON written by `bortzoo bench`)")
+        return _read_bench(path)
+    folder = run.folder / LATENCY_DIR
+    for path in sorted(folder.glob("latency-*.json")):
+        data = _read_bench(path)
+        if any(r.get("arch") == run.arch.short() for r in data["rows"]):
+            return data
+    from bortzoo.bench import bench
+
+    print(f"measuring CPU latency of {run.arch.short()} and BERT-large for the card (once; kept in {folder})")
+    bench(models=[run.arch, "bert-large"], batch=1, seq=128, threads=1, warmup=3, repeats=10, out=str(folder),
+          progress=False)
+    return resolve_latency("auto", run)
+
+
+def _read_bench(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise BortzooError(f"latency file {path} is not readable JSON: {err}") from None
+    if not isinstance(data, dict) or "meta" not in data or "rows" not in data:
+        raise BortzooError(f"latency file {path} is not a `bortzoo bench` results file (no 'meta' and 'rows')")
+    return data
+
+
+# -- the Hub ---------------------------------------------------------------------------------------
+def hub_client(endpoint: Optional[str] = None):
+    """An authenticated `HfApi`, checked against the Hub before any work: the token exists and is accepted."""
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    token = get_token()
+    if not token:
+        raise BortzooError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run to build "
+                           "the folder only); nothing was built or sent")
+    api = HfApi(endpoint=endpoint, token=token)
+    where = endpoint or "the Hugging Face Hub"
+    try:
+        user = api.whoami()
+    except OfflineModeIsEnabled:
+        raise BortzooError("HF_HUB_OFFLINE is set: unset it to publish, or use --dry-run; nothing was built or "
+                           "sent") from None
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        if status == 401:
+            raise BortzooError(f"{where} rejected the token (401): log in again with `hf auth login`; nothing was "
+                               "built or sent") from None
+        raise BortzooError(f"{where} answered {status} to the token check; nothing was built or sent") from None
+    except (OSError, Exception) as err:  # connection refused, DNS, timeouts (httpx errors are not OSErrors)
+        if isinstance(err, BortzooError):
+            raise
+        raise BortzooError(f"cannot reach {where} ({type(err).__name__}); check the network or HF_ENDPOINT, or use "
+                           "--dry-run; nothing was built or sent") from None
+    return api, user
+
+
+def upload(api, folder: Path, repo_id: str, private: bool = False, revision: Optional[str] = None,
+           create_pr: bool = False, commit_message: Optional[str] = None, collection: Optional[str] = None):
+    """create_repo(exist_ok) → (branch) → one upload_folder commit → (collection item). Returns the CommitInfo."""
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision, create_pr=create_pr,
+                             commit_message=commit_message or f"bortzoo publish {folder.name}")
+    if collection:
+        api.add_collection_item(collection, item_id=repo_id, item_type="model", exists_ok=True)
+    return info
+
+
+def _files(folder: Path) -> list[tuple[str, int]]:
+    return [(str(p.relative_to(folder)), p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+# -- the verb --------------------------------------------------------------------------------------
+def publish(
+    run_dir: str,
+    repo_id: Optional[str] = None,
+    out: Optional[str] = None,
+    dry_run: bool = False,
+    private: bool = False,
+    revision: Optional[str] = None,
+    create_pr: bool = False,
+    commit_message: Optional[str] = None,
+    collection: Optional[str] = None,
+    seed: Optional[int] = None,
+    candidate: Optional[str] = None,
+    latency: Optional[str] = "auto",
+    base_model: Optional[str] = None,
+    endpoint: Optional[str] = None,
+) -> dict:
+    """Publish a fine-tuning, pretraining or extraction run to the Hub as a model repo with its card.
+
+    Args:
+        run_dir: The run folder: a fine-tune (results.json), a seed sweep (seeds.json), a pretraining
+            (checkpoints/ and the exported model/) or an extraction (search-*.json).
+        repo_id: Hub repo ORG/NAME to create (if needed) and commit to; not needed with --dry-run.
+        out: Where to build the Hub folder (default: RUN_DIR/hub); replaced atomically.
+        dry_run: Build the folder and print its files; nothing is sent and no token is needed.
+        private: Create the repo private.
+        revision: Branch to commit to (created if missing); default main.
+        create_pr: Open a pull request with the commit instead of committing to the branch.
+        commit_message: Commit message (default: "bortzoo publish <folder>").
+        collection: Slug of a Hub collection to add the repo to (e.g. ORG/bortzoo-0123456789abcdef).
+        seed: Seed to publish from a sweep (default: the best dev score).
+        candidate: Architecture "D,A,H,I" to publish from an extraction (default: the winner).
+        latency: CPU latency for the card: "auto" (the run's latency/ results, measured once if absent), a
+            `bortzoo bench` JSON file, or "none".
+        base_model: Hub id of the model this one was trained from, when the run names a local path.
+        endpoint: Hub URL (default: $HF_ENDPOINT or huggingface.co).
+    """
+    if not dry_run:
+        if not repo_id:
+            raise BortzooError("give --repo_id ORG/NAME to publish to, or --dry_run to build the folder only")
+        from bortzoo.hub import is_hub_id
+
+        if "/" not in repo_id or not is_hub_id(repo_id):
+            raise BortzooError(f"--repo_id {repo_id!r} is not a Hub repo id of the form ORG/NAME")
+    api = None if dry_run else hub_client(endpoint)[0]  # fail before any work
+    run = read_run(run_dir, seed=seed, candidate=candidate)
+    target = Path(out) if out else Path(run_dir) / "hub"
+    folder = build_folder(run, target, repo_id=repo_id, latency=resolve_latency(latency, run), base_model=base_model)
+    files = _files(folder)
+    print(f"built {folder} ({run.kind} {run.arch.short()}):")
+    for name, size in files:
+        print(f"  {name:<28} {size:>12,} bytes")
+    result: dict[str, Any] = {"folder": str(folder), "kind": run.kind, "files": [n for n, _ in files]}
+    if dry_run:
+        print("dry run: nothing sent")
+        return result
+    info = upload(api, folder, repo_id, private, revision, create_pr, commit_message, collection)
+    result.update(commit=getattr(info, "oid", None), url=getattr(info, "commit_url", None),
+                  pr_url=getattr(info, "pr_url", None))
+    print(f"published {repo_id}: {result['pr_url'] or result['url']}")
+    print(zoo_snippet(run, repo_id, revision or None))
+    return result
+
+
+def zoo_snippet(run: Run, repo_id: str, revision: Optional[str]) -> str:
+    """The registry line that lists the new checkpoint in `bortzoo/zoo.py`."""
+    kind = {"task": "task", "pretrained": "masked-lm", "candidate": "candidate"}[run.kind]
+    from bortzoo.arch import PRESETS
+
+    arch = next((name for name, preset in PRESETS.items() if preset == run.arch), run.arch.as_dict())
+    task = f", task={run.results['task']!r}" if run.kind == "task" else ""
+    rev = f", revision={revision!r}" if revision else ""
+    name = repo_id.split("/")[-1]
+    return (f"to list it in the zoo, add to bortzoo/zoo.py:\n  register(ZooEntry({name!r}, {repo_id!r}, {kind!r}, "
+            f"{arch!r}{rev}{task}, by=\"bortzoo\"))")
