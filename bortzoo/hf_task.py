@@ -101,10 +101,21 @@ def restore_head(task_model, folder: str | Path) -> bool:
         rank_zero_warn(f"{folder} is a {config.get('model_type')!r} model fine-tuned for {task_model.spec.name}; "
                        f"only the heads of {SUPPORTED_MODEL_TYPES} task folders are restored: a new head is trained")
         return False
+    names = {int(k): v for k, v in (config.get("id2label") or {}).items()}
+    labels = task_model.spec.label_names
+    if labels and names and not all(str(v).startswith("LABEL_") for v in names.values()) \
+            and [names.get(i) for i in range(len(labels))] != list(labels):
+        raise BortzooError(f"{folder} names its labels {names}, task {task_model.spec.name} has {dict(enumerate(labels))}:"
+                           " restoring its head would swap them")
     weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise BortzooError(f"{folder} holds a task model but no model.safetensors to restore its head from")
-    state = load_file(str(weights))
+    if weights.is_file():
+        state = load_file(str(weights))
+    elif (folder / "pytorch_model.bin").is_file():
+        weights = folder / "pytorch_model.bin"
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    else:
+        raise BortzooError(f"{folder} holds a task model but neither model.safetensors nor pytorch_model.bin (one "
+                           "file) to restore its head from")
     classifier = state.get("classifier.weight")
     if classifier is None or classifier.shape[0] != task_model.spec.num_labels:
         found = None if classifier is None else classifier.shape[0]
@@ -139,7 +150,7 @@ def bake_pair_template(tokenizer, template) -> Optional[object]:
 
     start, middle, end = tokens(template.start), tokens(template.middle), tokens(template.end)
     second = template.second_type
-    pair = [*start, "$A", *middle, *middle, f"$B:{second}" if second else "$B", *tokens(template.end, second)]
+    pair = [*start, "$A", *middle, f"$B:{second}" if second else "$B", *tokens(template.end, second)]
     ids = sorted({*template.start, *template.middle, *template.end})
     special = list(zip(baked.convert_ids_to_tokens(ids), ids))
     backend.post_processor = TemplateProcessing(single=[*start, "$A", *end], pair=pair,
