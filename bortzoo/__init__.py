@@ -7,8 +7,11 @@ __version__ = "0.1.0"
 __all__ = ["Arch", "BortzooError", "PRESETS", "get_arch", "load", "search_space", "__version__"]
 
 
-def load(ref: str, revision: str | None = None):
-    """The ready (model, tokenizer) of a zoo name, Hub id or folder: see `bortzoo.zoo.load`."""
-    from bortzoo.zoo import load as _load
 
-    return _load(ref, revision)
+def __getattr__(name: str):
+    """`bortzoo.load` is `bortzoo.zoo.load`, imported on first use (the zoo pulls in transformers)."""
+    if name == "load":
+        from bortzoo.zoo import load
+
+        return load
+    raise AttributeError(f"module 'bortzoo' has no attribute {name!r}")

@@ -39,7 +39,7 @@ class ZooEntry:
         arch: Its shape: a preset name, "D,A,H,I" (RoBERTa vocabulary) or an `Arch` dict.
         revision: Hub revision to load; None = the repo's main branch (not pinned).
         task: Registered task of a ``task`` entry.
-        by: Who trained it: ``authors`` (the Bort authors), ``community`` or ``bortzoo``.
+        by: Who trained it (``bortzoo`` for this project's own checkpoints).
         notes: What a user must know before using it.
     """
 
@@ -49,7 +49,7 @@ class ZooEntry:
     arch: Union[str, dict]
     revision: Optional[str] = None
     task: Optional[str] = None
-    by: str = "community"
+    by: str = "bortzoo"
     notes: str = ""
     label_names: tuple[str, ...] = field(default=(), init=False)
 
@@ -76,17 +76,17 @@ def register(entry: ZooEntry) -> ZooEntry:
     return entry
 
 
-register(ZooEntry("bort", "amazon/bort", "encoder", "bort", by="authors",
+register(ZooEntry("bort", "amazon/bort", "encoder", "bort", by="Bort's authors",
                   notes="encoder weights only: the masked-LM head was never converted (mask filling gives junk); "
                         "RoBERTa tokenizer; deprecated in transformers since v4.30, loads as BERT"))
-register(ZooEntry("roberta-large", "FacebookAI/roberta-large", "masked-lm", "roberta-large",
+register(ZooEntry("roberta-large", "FacebookAI/roberta-large", "masked-lm", "roberta-large", by="Facebook AI",
                   notes="Bort's distillation teacher"))
-register(ZooEntry("bert-large", "google-bert/bert-large-uncased", "masked-lm", "bert-large",
+register(ZooEntry("bert-large", "google-bert/bert-large-uncased", "masked-lm", "bert-large", by="Google",
                   notes="the maximum point of the search and the fine-tuning baseline"))
-register(ZooEntry("bert-base", "google-bert/bert-base-uncased", "masked-lm", "bert-base"))
+register(ZooEntry("bert-base", "google-bert/bert-base-uncased", "masked-lm", "bert-base", by="Google"))
 for _task in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"):
     register(ZooEntry(f"bert-large-{_task}", f"yoshitomo-matsubara/bert-large-uncased-{_task}", "task", "bert-large",
-                      task=_task, notes="torchdistill fine-tune (BERT paper hyperparameters); labels in "
+                      task=_task, by="Y. Matsubara (torchdistill)", notes="torchdistill fine-tune (BERT paper hyperparameters); labels in "
                                         "nyu-mll/glue order" + ("; also predicts AX" if _task == "mnli" else "")))
 
 
@@ -116,10 +116,23 @@ def load(ref: str, revision: Optional[str] = None, eval_mode: bool = True):
     folder = resolve(source, revision)
     kind = entry.kind if entry else _kind_of(source, folder)
     model = _load_model(kind, source, revision, folder)
+    if entry is not None and entry.label_names:
+        _name_labels(model, entry)
     tokenizer = load_tokenizer(source, revision)
     if eval_mode:
         model.eval()
     return model, tokenizer
+
+
+def _name_labels(model, entry: ZooEntry) -> None:
+    """Give a task checkpoint the task spec's label names when it only has generic ones (LABEL_0, ...)."""
+    config = model.config
+    if config.num_labels != len(entry.label_names):
+        raise BortzooError(f"zoo entry {entry.name!r}: {entry.hub_id} has {config.num_labels} outputs but task "
+                           f"{entry.task} has {len(entry.label_names)} labels")
+    if all(str(name).startswith("LABEL_") for name in config.id2label.values()):
+        config.id2label = dict(enumerate(entry.label_names))
+        config.label2id = {name: index for index, name in enumerate(entry.label_names)}
 
 
 def _kind_of(source: str, folder: Path) -> str:
