@@ -102,12 +102,13 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     errors: list[type[BaseException]] = [OfflineModeIsEnabled, HfHubHTTPError, ConnectionError, TimeoutError, OSError]
-    try:
-        import httpx
+    import importlib
 
-        errors.append(httpx.HTTPError)
-    except ImportError:  # older huggingface_hub uses requests, whose errors are OSErrors
-        pass
+    for client in ("httpx", "httpx2"):  # huggingface_hub 1.x talks through httpx, 2.x through httpx2
+        try:
+            errors.append(importlib.import_module(client).HTTPError)
+        except (ImportError, AttributeError):  # older huggingface_hub uses requests, whose errors are OSErrors
+            pass
     return tuple(errors)
 
 

@@ -156,6 +156,8 @@ def hub_client(endpoint: Optional[str] = None):
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    from bortzoo.hub import _NetworkErrors
+
     token = get_token()
     if not token:
         raise BortzooError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run to build "
@@ -173,9 +175,7 @@ def hub_client(endpoint: Optional[str] = None):
             raise BortzooError(f"{where} rejected the token (401): log in again with `hf auth login`; nothing was "
                                "built or sent") from None
         raise BortzooError(f"{where} answered {status} to the token check; nothing was built or sent") from None
-    except (OSError, Exception) as err:  # connection refused, DNS, timeouts (httpx errors are not OSErrors)
-        if isinstance(err, BortzooError):
-            raise
+    except _NetworkErrors as err:  # connection refused, DNS, timeouts
         raise BortzooError(f"cannot reach {where} ({type(err).__name__}); check the network or HF_ENDPOINT, or use "
                            "--dry-run; nothing was built or sent") from None
     return api, user
@@ -254,7 +254,19 @@ def publish(
     if dry_run:
         print("dry run: nothing sent")
         return result
-    info = upload(api, folder, repo_id, private, revision, create_pr, commit_message, collection)
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from bortzoo.hub import _NetworkErrors
+
+    try:
+        info = upload(api, folder, repo_id, private, revision, create_pr, commit_message, collection)
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        raise BortzooError(f"the Hub refused the upload to {repo_id} ({status}: {str(err).splitlines()[0]}); the "
+                           f"folder is built at {folder}: fix the cause and run again") from None
+    except _NetworkErrors as err:
+        raise BortzooError(f"the upload to {repo_id} broke off ({type(err).__name__}); the folder is built at "
+                           f"{folder}: run again, files already on the Hub are not sent twice") from None
     result.update(commit=getattr(info, "oid", None), url=getattr(info, "commit_url", None),
                   pr_url=getattr(info, "pr_url", None))
     print(f"published {repo_id}: {result['pr_url'] or result['url']}")
