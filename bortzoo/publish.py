@@ -235,6 +235,8 @@ def publish(
         base_model: Hub id of the model this one was trained from, when the run names a local path.
         endpoint: Hub URL (default: $HF_ENDPOINT or huggingface.co).
     """
+    if create_pr and revision:
+        raise BortzooError("--create-pr opens a pull request against main; it cannot be combined with --revision")
     if not dry_run:
         if not repo_id:
             raise BortzooError("give --repo_id ORG/NAME to publish to, or --dry_run to build the folder only")

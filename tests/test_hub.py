@@ -100,3 +100,22 @@ def test_hub_id_while_offline_is_one_clear_error():
         load_masked_lm("amazon/bort")
     message = str(info.value)
     assert "'amazon/bort'" in message and "HF_HUB_OFFLINE" in message and "local folder" in message
+
+
+def test_unreachable_hub_falls_back_to_the_cache_then_one_clear_error(tmp_path, monkeypatch):
+    """Online mode with nothing listening (huggingface_hub 2 raises httpx2 errors, which are not OSErrors)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from hub_server import hub_env
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    hub_env(monkeypatch, tmp_path / "hf-home", closed)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(BortzooError) as info:
+        load_masked_lm("someone/some-model")
+    message = str(info.value)
+    assert "'someone/some-model'" in message and "unreachable" in message and "HF_HUB_OFFLINE" not in message
