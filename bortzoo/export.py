@@ -7,10 +7,11 @@ is written beside the old one and swapped in at the end, so a failed export lose
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import lightning as L
 
@@ -30,18 +31,19 @@ def save_quietly(model, folder: str | os.PathLike) -> None:
             hf_logging.enable_progress_bar()
 
 
-def export_masked_lm(model, tokenizer, out_dir: str | os.PathLike) -> Path:
-    """Write `model` (a transformers masked-LM) and `tokenizer` to `out_dir`, atomically."""
+@contextlib.contextmanager
+def replacing_folder(out_dir: str | os.PathLike, what: str = "output") -> Iterator[Path]:
+    """Yield an empty staging folder beside `out_dir`; on success it replaces `out_dir` in one rename, on any
+    error it is removed and an earlier `out_dir` stays as it was."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise BortzooError(f"export target {str(out)!r} exists and is not a folder")
+        raise BortzooError(f"{what} {str(out)!r} exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
-        save_quietly(model, staging)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
+        yield staging
         previous = out.parent / f".{out.name}.previous-{os.getpid()}"
         if out.exists():
             out.rename(previous)
@@ -49,7 +51,15 @@ def export_masked_lm(model, tokenizer, out_dir: str | os.PathLike) -> Path:
         shutil.rmtree(previous, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out
+
+
+def export_masked_lm(model, tokenizer, out_dir: str | os.PathLike) -> Path:
+    """Write `model` (a transformers masked-LM) and `tokenizer` to `out_dir`, atomically."""
+    with replacing_folder(out_dir, "export target") as staging:
+        save_quietly(model, staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+    return Path(out_dir)
 
 
 def export(checkpoint: str, out: str, tokenizer: Optional[str] = None) -> str:

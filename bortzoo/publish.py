@@ -29,27 +29,14 @@ def build_folder(run: Run, out: str | Path, repo_id: Optional[str] = None, laten
                  base_model: Optional[str] = None) -> Path:
     """Write the Hub folder of `run` to `out`; a failed build leaves an earlier `out` untouched."""
     from bortzoo.cards import render
+    from bortzoo.export import replacing_folder
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BortzooError(f"publish folder {str(out)!r} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with replacing_folder(out, "publish folder") as staging:
         {"task": _task_files, "pretrained": _pretrained_files, "candidate": _candidate_files}[run.kind](run, staging)
         name = repo_id.split("/")[-1] if repo_id else _default_name(run)
         card = render(run, name, repo_id=repo_id, latency=latency, base_model=base_model)
         (staging / "README.md").write_text(str(card) + "\n", encoding="utf-8")
-        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
-        if out.exists():
-            out.rename(previous)
-        staging.rename(out)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return Path(out)
 
 
 def _default_name(run: Run) -> str:

@@ -45,3 +45,23 @@ def make_bort_layout(folder: Path, arch: Arch = TINY_ARCH, seed: int = 0, safete
 @pytest.fixture(scope="session")
 def bort_layout_dir(tmp_path_factory) -> Path:
     return make_bort_layout(tmp_path_factory.mktemp("bort-layout"))
+
+
+def recipe_copy(recipe: Path, tmp: Path, **overrides) -> Path:
+    """`recipe` written into `tmp` with its outputs (everything under runs/) moved there too; dotted keys in
+    `overrides` (``trainer.max_epochs=2``) replace values."""
+    import yaml
+
+    from bortzoo.seeds import move_paths
+
+    config = move_paths(yaml.safe_load(Path(recipe).read_text()), "runs", str(tmp / "runs"))
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path = tmp / Path(recipe).name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+

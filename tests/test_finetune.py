@@ -10,8 +10,9 @@ import yaml
 
 from bortzoo.cli import main
 from bortzoo.data.tasks import NLI3, get_task
-from bortzoo.seeds import move_paths, pop_seeds
+from bortzoo.seeds import pop_seeds
 from bortzoo.submission import glue_files
+from conftest import recipe_copy
 
 REPO = Path(__file__).resolve().parent.parent
 FINETUNE = REPO / "recipes" / "finetune"
@@ -20,17 +21,7 @@ FINETUNE = REPO / "recipes" / "finetune"
 def local_recipe(name: str, tmp_path: Path, **overrides) -> Path:
     """The tiny recipe `name` with its outputs (everything under runs/) moved into tmp_path."""
     group = "race" if name.startswith("race") else "glue"
-    config = yaml.safe_load((FINETUNE / group / f"{name}.yaml").read_text())
-    config = move_paths(config, "runs", str(tmp_path / "runs"))
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return recipe_copy(FINETUNE / group / f"{name}.yaml", tmp_path, **overrides)
 
 
 def out_dir(recipe: Path) -> Path:

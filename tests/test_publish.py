@@ -15,8 +15,7 @@ from bortzoo.cli import main
 from bortzoo.errors import BortzooError
 from bortzoo.publish import build_folder, publish
 from bortzoo.runs import read_run
-from bortzoo.seeds import move_paths
-from conftest import TINY_CORPUS, make_bort_layout
+from conftest import TINY_CORPUS, make_bort_layout, recipe_copy
 from hub_server import FakeHub, hub_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,18 +24,7 @@ TASK_FILES = {"README.md", "config.json", "model.safetensors", "recipe.yaml", "r
 
 
 def tiny_recipe(name: str, tmp: Path, **overrides) -> Path:
-    """A tiny recipe with every output under runs/ moved into `tmp`; dotted `overrides` replace values."""
-    config = yaml.safe_load((REPO / "recipes" / name).read_text())
-    config = move_paths(config, "runs", str(tmp / "runs"))
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path = tmp / Path(name).name
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return recipe_copy(REPO / "recipes" / name, tmp, **overrides)
 
 
 def root_of(recipe: Path) -> Path:
