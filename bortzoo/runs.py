@@ -50,6 +50,8 @@ class Run:
 def read_run(path: str | Path, seed: Optional[int] = None, candidate: Optional[str] = None) -> Run:
     """Read the run at `path`; `seed` picks one seed of a sweep (default: the best dev score), `candidate`
     one architecture of a search ("D,A,H,I"; default: the winner)."""
+    if not str(path).strip():
+        raise BortzooError("empty run folder: give the folder a run wrote (e.g. runs/finetune/glue/rte-bort)")
     folder = Path(path)
     if not folder.is_dir():
         raise BortzooError(f"run folder {str(folder)!r} does not exist")

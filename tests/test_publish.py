@@ -229,6 +229,8 @@ def test_a_search_without_kept_weights_cannot_publish_a_candidate(search_run, tm
 
 # -- missing and bad run files -------------------------------------------------------------------------
 def test_missing_run_files_are_named(task_run, tmp_path):
+    with pytest.raises(BortzooError, match="empty run folder"):
+        read_run("  ")
     with pytest.raises(BortzooError, match="does not exist"):
         read_run(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
