@@ -60,7 +60,11 @@ WEIGHT_SEED = 0
 CLAIMED_SPEEDUPS = {
     ("bert-large", "bort"): "claimed 20x (alexa/bort README)",
     ("bert-base", "bort"): "claimed 7.9x (alexa/bort README)",
+    ("bert-large", "bort int8"): "fp32 BERT-large vs bortzoo's int8 Bort; issue 7 targets 50x",
+    ("bort", "bort int8"): "fp32 vs int8 Bort; issue 7 targets 3.5x",
 }
+OPTIMIZED_PRECISION = "int8"
+OPTIMIZED_NOTE = " (rows '... int8': bortzoo.optimize, int8 linears + bf16 attention where native)"
 RANDOM_WEIGHTS_NOTE = "random weights: latency depends only on the shapes"
 
 
@@ -74,11 +78,23 @@ class Plan:
     threads: tuple[int, ...]
     warmup: int
     repeats: int
+    optimized: bool = False  # also time each model after bortzoo.optimize (int8), as "<name> int8"
 
     @property
     def timed_forwards(self) -> int:
         """Total timed forward passes, the length of the progress bar."""
-        return len(self.archs) * len(self.batch) * len(self.seq) * len(self.threads) * self.repeats
+        models = len(self.archs) * (2 if self.optimized else 1)
+        return models * len(self.batch) * len(self.seq) * len(self.threads) * self.repeats
+
+    def rows_archs(self) -> dict[str, Arch]:
+        """Every timed row's name -> architecture (the int8 twins share their model's)."""
+        if not self.optimized:
+            return dict(self.archs)
+        return {**self.archs, **{optimized_name(name): arch for name, arch in self.archs.items()}}
+
+
+def optimized_name(name: str) -> str:
+    return f"{name} {OPTIMIZED_PRECISION}"
 
 
 # -- the public entry point -------------------------------------------------------------------
@@ -91,6 +107,7 @@ def bench(
     repeats: int = 20,
     out: Optional[str] = "bench/results",
     progress: bool = True,
+    optimized: bool = False,
 ) -> list[dict]:
     """Time CPU inference (fp32, sdpa attention) of architectures and compare with their FLOPs.
 
@@ -109,12 +126,15 @@ def bench(
         out: Folder for the CSV and JSON results (named after the CPU, thread counts and
             library versions); null to write nothing.
         progress: Show a progress bar on stderr.
+        optimized: Also time each model after `bortzoo.optimize` (int8 linears, bf16 attention
+            where the CPU has it), as a row named "<model> int8". For the full comparison with
+            ONNX Runtime and the CPU's peak rates, run bench/cpu_latency.py.
 
     Returns:
         One dict per (model, batch, seq, threads) with median_ms, p90_ms, vs_fastest,
         flop_ratio and gflops_per_s.
     """
-    plan = validate(models, batch, seq, threads, warmup, repeats, out)
+    plan = validate(models, batch, seq, threads, warmup, repeats, out, optimized)
     out_dir = _prepare_out(out)
     info = hardware_info()
     rows = measure(plan, progress=progress)
@@ -134,6 +154,7 @@ def validate(
     warmup: int,
     repeats: int,
     out: Optional[str] = None,
+    optimized: bool = False,
 ) -> Plan:
     """Check every input before any model is built, so a typo fails in milliseconds, not minutes."""
     archs = _resolve_models(models)
@@ -163,7 +184,9 @@ def validate(
             raise BortzooError("out is empty; give a folder, or null to write nothing")
         if os.path.exists(out) and not os.path.isdir(out):
             raise BortzooError(f"out {out!r} exists and is not a folder")
-    return Plan(archs, batch_t, seq_t, threads_t, warmup, repeats)
+    if not isinstance(optimized, bool):
+        raise BortzooError(f"optimized must be true or false, got {optimized!r}")
+    return Plan(archs, batch_t, seq_t, threads_t, warmup, repeats, optimized)
 
 
 def _resolve_models(models: Union[str, Arch, Sequence[Union[str, Arch]]]) -> dict[str, Arch]:
@@ -273,6 +296,12 @@ def measure(plan: Plan, progress: bool = True) -> list[dict]:
     from tqdm.auto import tqdm
 
     models = {name: build_model(arch) for name, arch in plan.archs.items()}
+    if plan.optimized:
+        from bortzoo.optimize import optimize
+
+        models.update({optimized_name(name): optimize(models[name], precision=OPTIMIZED_PRECISION)
+                       for name in plan.archs})
+    archs = plan.rows_archs()
     original_threads = torch.get_num_threads()
     rows: list[dict] = []
     with tqdm(total=plan.timed_forwards, desc="bench", unit="fwd", file=sys.stderr, disable=not progress) as bar:
@@ -284,13 +313,13 @@ def measure(plan: Plan, progress: bool = True) -> list[dict]:
                             torch.set_num_threads(threads)
                             bar.set_postfix(batch=batch, seq=seq, threads=threads)
                             forwards = {
-                                name: partial(model, **make_inputs(plan.archs[name], batch, seq))
+                                name: partial(model, **make_inputs(archs[name], batch, seq))
                                 for name, model in models.items()
                             }
                             times = time_interleaved(
                                 forwards, plan.warmup, plan.repeats, on_timed=lambda _name: bar.update()
                             )
-                            rows += summarise(plan.archs, times, batch, seq, threads)
+                            rows += summarise(archs, times, batch, seq, threads)
         finally:
             torch.set_num_threads(original_threads)
     return rows
@@ -397,7 +426,8 @@ def format_report(rows: Sequence[dict], info: Mapping[str, Any], plan: Plan) -> 
     header = [
         f"CPU: {info['cpu']} ({info['cores']} cores) | torch {info['torch']} | "
         f"transformers {info['transformers']} | python {info['python']}",
-        f"fp32, {ATTN_IMPLEMENTATION} attention, no MLM head; {plan.warmup} warmup + {plan.repeats} timed forwards "
+        f"fp32, {ATTN_IMPLEMENTATION} attention{OPTIMIZED_NOTE if plan.optimized else ''}, no MLM head; "
+        f"{plan.warmup} warmup + {plan.repeats} timed forwards "
         f"per model and setting, interleaved",
         RANDOM_WEIGHTS_NOTE,
         "",
@@ -444,6 +474,7 @@ def results_meta(info: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
         "dtype": "float32",
         "attn_implementation": ATTN_IMPLEMENTATION,
         "archs": {name: arch.as_dict() for name, arch in plan.archs.items()},
+        "optimized": OPTIMIZED_PRECISION if plan.optimized else None,
     }
 
 

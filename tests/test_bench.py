@@ -213,3 +213,33 @@ def test_cli_help_and_parsing():
     cfg = parser.parse_args(["--models", "[bort,bert-large]", "--batch", "[1,8]", "--seq", "32", "--out", "null"])
     assert list(cfg.models) == ["bort", "bert-large"] and list(cfg.batch) == [1, 8]
     assert cfg.seq == 32 and cfg.out is None and cfg.threads is None
+
+
+def test_optimized_adds_an_int8_twin_row_per_model_and_its_ratio_lines(tmp_path):
+    printed = io.StringIO()
+    small_bert_like = Arch(1, 2, 32, 64, vocab_size=100, max_positions=64)
+    with contextlib.redirect_stdout(printed):
+        rows = bench(models=["bort", small_bert_like], batch=[1], seq=[8], threads=[1], warmup=0,
+                     repeats=1, out=str(tmp_path), progress=False, optimized=True)
+    names = [r["model"] for r in rows]
+    assert names == ["bort", "<1,2,32,64>", "bort int8", "<1,2,32,64> int8"]
+    by_name = {r["model"]: r for r in rows}
+    assert by_name["bort int8"]["gflops"] == by_name["bort"]["gflops"]  # same shape, same work
+    assert all(r["median_ms"] > 0 for r in rows)
+    text = printed.getvalue()
+    assert "bort / bort int8: measured" in text and "issue 7 targets 3.5x" in text
+    meta = json.loads(next(tmp_path.glob("*.json")).read_text())["meta"]
+    assert meta["optimized"] == "int8"
+
+
+def test_optimized_must_be_a_bool():
+    with pytest.raises(BortzooError, match="optimized must be true or false"):
+        bench(models=["bort"], out=None, progress=False, optimized="yes")
+
+
+def test_cli_optimized_is_a_bare_flag(tmp_path, capsys):
+    from bortzoo.cli import main
+
+    main(["bench", "--models", "1,2,32,64", "--seq", "8", "--threads", "1", "--warmup", "0", "--repeats", "1",
+          "--out", str(tmp_path), "--progress", "false", "--optimized"])
+    assert "1,2,32,64 int8" in capsys.readouterr().out
