@@ -13,7 +13,7 @@ are, so latency depends only on the shapes):
                          (14.6 vs 13.3 ms int8 at batch 1, seq 128, 1 thread), so plain export +
                          quantize_dynamic is both the fair and the fastest peer; --ort-fusion times
                          the fused graph instead.
-    bortzoo-int8-bort    `bortzoo.optimize.optimize(bort, precision="int8")`
+    bortzoo-int8-bort    `bortzoo.optimize(bort, precision="int8")`
     bortzoo-bf16-bort    `optimize(bort, precision="bf16")`, with --precisions int8 bf16
 
 Every setting (batch, seq, threads) is timed interleaved: each round runs every engine once, the
@@ -94,7 +94,7 @@ except ImportError:  # optional: pip install bortzoo[bench]
     ort = None
 
 try:
-    from bortzoo.optimize import optimize
+    from bortzoo.cpu_inference import optimize
     OPTIMIZE_ERROR: Optional[str] = None
 except ImportError as _err:  # reported in the rows, never hidden: the tests require the bortzoo rows
     optimize = None
@@ -667,6 +667,38 @@ def evaluate_targets(rows: Sequence[Mapping[str, Any]], targets: Sequence[Target
     return results
 
 
+GUARD_MIN_AGREEMENT = 99.0  # % of examples whose predicted class is fp32's
+GUARD_MAX_METRIC_CHANGE = 0.5  # points of the task's metric
+
+
+def guard_targets(report: Optional[Mapping[str, Any]], where: str, why: str = "") -> list[dict]:
+    """The accuracy targets: int8 agrees with fp32 on >= 99% of a dev sample, metric within 0.5 points.
+
+    `report` is a GuardReport.as_dict() (None: not measured, for the reason `why`)."""
+    base = {"engine": "bortzoo-int8", "reference": "fp32", "batch": None, "seq": None, "threads": None,
+            "where": where, "value": None, "status": "not measured", "detail": why}
+    agreement = {**base, "target": f"bortzoo-int8 prediction agreement with fp32 >= {GUARD_MIN_AGREEMENT:g}%",
+                 "threshold": GUARD_MIN_AGREEMENT, "unit": "%"}
+    metric = {**base, "target": f"bortzoo-int8 metric within {GUARD_MAX_METRIC_CHANGE:g} points of fp32",
+              "threshold": GUARD_MAX_METRIC_CHANGE, "unit": "points"}
+    if report is None:
+        return [agreement, metric]
+    if report.get("agreement") is None:
+        agreement["detail"] = "a regression task predicts no classes; see the metric"
+    else:
+        value = report["agreement"] * 100
+        ok = value >= GUARD_MIN_AGREEMENT
+        agreement.update(value=value, status="PASS" if ok else "MISS", detail="" if ok else
+                         f"short by {GUARD_MIN_AGREEMENT - value:.2f} points")
+    change = report.get("metric_change")
+    if change is not None:
+        ok = abs(change) <= GUARD_MAX_METRIC_CHANGE
+        metric.update(value=change, status="PASS" if ok else "MISS", detail="" if ok else
+                      f"{abs(change) - GUARD_MAX_METRIC_CHANGE:.2f} points beyond the bar "
+                      f"(fp32 {report['metric_fp32']:.2f}, int8 {report['metric_optimized']:.2f})")
+    return [agreement, metric]
+
+
 # -- reporting (pure) -----------------------------------------------------------------------------
 def _num(x: Optional[float]) -> str:
     """Three significant digits below 100, one decimal above; '-' for nothing."""
@@ -737,11 +769,11 @@ def format_ratio_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def format_targets(results: Sequence[Mapping[str, Any]]) -> str:
     lines = ["TARGETS (CPU-inference issue; a MISS is a measurement, the exit code stays 0):"]
     for r in results:
-        where = f"batch {r['batch']}, seq {r['seq']}, threads {r['threads']}"
+        where = r.get("where") or f"batch {r['batch']}, seq {r['seq']}, threads {r['threads']}"
         if r["status"] == "not measured":
             lines.append(f"  not measured  {r['target']} at {where}: {r['detail']}")
             continue
-        value = f"{r['value']:.1f}%" if r["unit"] == "%" else f"{r['value']:.2f}x"
+        value = {"%": f"{r['value']:.1f}%", "points": f"{r['value']:+.2f} points"}.get(r["unit"], f"{r['value']:.2f}x")
         line = f"  {r['status']:<12}  {r['target']} at {where}: measured {value}"
         lines.append(line + (f" ({r['detail']})" if r["status"] == "MISS" else ""))
     return "\n".join(lines)
@@ -869,10 +901,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_guard_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("accuracy guard (a fine-tuned model on a task's dev split, after timing)")
+    group.add_argument("--guard", metavar="MODEL", default=None,
+                       help="a fine-tuned model (zoo name, Hub id or folder) to compare optimize(int8) with fp32 on")
+    group.add_argument("--guard-task", metavar="TASK", default=None, help="its task, e.g. sst2 (needs --guard)")
+    group.add_argument("--guard-data", metavar="DIR", default=None,
+                       help="a local folder laid out like the task's Hub dataset (default: the Hub dataset)")
+    group.add_argument("--guard-examples", type=int, default=1000, help="dev rows to compare on")
+    group.add_argument("--guard-pair-encoding", choices=("tokenizer", "bort"), default="tokenizer",
+                       help="how the model encodes sentence pairs (a published bortzoo model: tokenizer)")
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and check everything: a bad value fails here, naming its flag, before anything is built."""
     parser = build_parser()
+    add_guard_args(parser)
     args = parser.parse_args(argv)
+    if (args.guard is None) != (args.guard_task is None):
+        parser.error("--guard and --guard-task go together: a fine-tuned model and the task it was tuned on")
+    if args.guard_task is not None:
+        from bortzoo.data.tasks import TASKS
+
+        if args.guard_task not in TASKS:
+            parser.error(f"--guard-task: unknown task {args.guard_task!r}; known: {', '.join(TASKS)}")
+    if args.guard_examples < 1:
+        parser.error(f"--guard-examples must be at least 1, got {args.guard_examples}")
     cpus = os.cpu_count() or 1
     for name in ("batch", "seq", "threads", "peak_shape"):
         for value in getattr(args, name):
@@ -926,6 +980,24 @@ def _args_meta(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if not k.endswith("_obj")}
 
 
+def run_guard(args: argparse.Namespace, log: Callable[[str], None]) -> list[dict]:
+    """The accuracy targets from --guard (untimed, after the latency runs), or why they are not measured."""
+    if args.guard is None:
+        return guard_targets(None, "a dev sample", "no --guard MODEL --guard-task TASK given (a fine-tuned model, "
+                                                   "e.g. --guard bert-large-sst2 --guard-task sst2)")
+    from bortzoo.task_guard import task_guard
+
+    where = f"{args.guard} on {args.guard_task} dev, first {args.guard_examples} rows"
+    log(f"accuracy guard: {where}")
+    try:
+        report = task_guard(args.guard, args.guard_task, data_dir=args.guard_data, examples=args.guard_examples,
+                            pair_encoding=args.guard_pair_encoding)
+    except Exception as err:  # the latency results are kept; the guard says why it could not run
+        return guard_targets(None, where, f"could not run: {err}")
+    log(f"accuracy guard: {report.summary()}")
+    return guard_targets(report.as_dict(), f"{where} ({report.examples} checked)")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Run the benchmark; returns {"rows", "peaks", "targets", "meta", "files"} for callers such as the tests."""
     args = parse_args(argv)
@@ -948,7 +1020,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             rows = measure_models(args.engines, archs, runnable, missing, peaks, args, progress)
             del runnable  # close the sessions before their files go
 
-    targets = evaluate_targets(rows)
+    targets = evaluate_targets(rows) + run_guard(args, log)
     meta = {
         **info,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

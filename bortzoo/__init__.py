@@ -4,14 +4,19 @@ from bortzoo.arch import PRESETS, Arch, get_arch, search_space
 from bortzoo.errors import BortzooError
 
 __version__ = "0.1.0"
-__all__ = ["Arch", "BortzooError", "PRESETS", "get_arch", "load", "search_space", "__version__"]
+__all__ = ["Arch", "BortzooError", "PRESETS", "get_arch", "load", "optimize", "search_space", "__version__"]
 
 
 
 def __getattr__(name: str):
-    """`bortzoo.load` is `bortzoo.zoo.load`, imported on first use (the zoo pulls in transformers)."""
+    """`bortzoo.load` (`bortzoo.zoo.load`) and `bortzoo.optimize` (`bortzoo.cpu_inference.optimize`),
+    imported on first use: both pull in torch and transformers."""
     if name == "load":
         from bortzoo.zoo import load
 
         return load
+    if name == "optimize":
+        from bortzoo.cpu_inference import optimize
+
+        return optimize
     raise AttributeError(f"module 'bortzoo' has no attribute {name!r}")

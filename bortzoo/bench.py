@@ -297,7 +297,7 @@ def measure(plan: Plan, progress: bool = True) -> list[dict]:
 
     models = {name: build_model(arch) for name, arch in plan.archs.items()}
     if plan.optimized:
-        from bortzoo.optimize import optimize
+        from bortzoo.cpu_inference import optimize
 
         models.update({optimized_name(name): optimize(models[name], precision=OPTIMIZED_PRECISION)
                        for name in plan.archs})

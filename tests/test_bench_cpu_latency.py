@@ -68,8 +68,9 @@ def test_main_times_every_engine_and_setting_and_writes_files(tmp_path, capsys):
     assert {p["dtype"] for p in meta["peaks"]} == {"fp32", "bf16", "int8"}
     assert meta["args"]["seq"] == [8, 16] and meta["args"]["engines"] == engines
     assert meta["optimize"]["bortzoo-int8-bort"]["precision"] == "int8"
-    assert len(data["rows"]) == 12 and len(data["targets"]) == 8
+    assert len(data["rows"]) == 12 and len(data["targets"]) == 8 + 2  # latency + accuracy targets
     assert all(t["status"] == "not measured" for t in data["targets"])
+    assert "no --guard MODEL --guard-task TASK given" in text
 
 
 def test_without_onnxruntime_the_ort_parts_say_not_installed(tmp_path, monkeypatch, capsys):
@@ -312,3 +313,55 @@ def test_defaults_and_engine_selection():
     assert args.peak_shape == [1024, 1024, 1024] and args.out == "bench/results"
     assert cl.parse_args(["--precisions", "int8", "bf16"]).engines[-1] == "bortzoo-bf16-bort"
     assert cl.parse_args(["--engines", "ort-int8-bort", "ort-int8-bort"]).engines == ["ort-int8-bort"]
+
+
+# -- the accuracy guard ---------------------------------------------------------------------------
+def test_guard_targets_pass_miss_and_not_measured():
+    ok = cl.guard_targets({"agreement": 0.995, "metric_change": -0.2, "metric_fp32": 90.0,
+                           "metric_optimized": 89.8}, "m on sst2")
+    assert [t["status"] for t in ok] == ["PASS", "PASS"] and ok[0]["value"] == pytest.approx(99.5)
+    bad = cl.guard_targets({"agreement": 0.98, "metric_change": 0.7, "metric_fp32": 90.0,
+                            "metric_optimized": 90.7}, "m on sst2")
+    assert [t["status"] for t in bad] == ["MISS", "MISS"]
+    assert "short by 1.00 points" in bad[0]["detail"] and "0.20 points beyond" in bad[1]["detail"]
+    regression = cl.guard_targets({"agreement": None, "metric_change": 0.1, "metric_fp32": 80.0,
+                                   "metric_optimized": 80.1}, "m on stsb")
+    assert [t["status"] for t in regression] == ["not measured", "PASS"]
+    text = cl.format_targets(bad + cl.guard_targets(None, "a dev sample", "no model"))
+    assert "MISS          bortzoo-int8 prediction agreement with fp32 >= 99% at m on sst2: measured 98.0%" in text
+    assert "measured +0.70 points" in text and "not measured  bortzoo-int8 metric within 0.5 points" in text
+
+
+def test_main_runs_the_guard_on_a_fine_tuned_folder(tmp_path, capsys):
+    from bortzoo.data.fixtures import dataset_folder
+    from bortzoo.data.tasks import get_task
+    from test_hf_task import save_task_folder, tiny
+
+    folder = save_task_folder(tiny("sst2", "bort"), tmp_path / "sst2")
+    result = cl.main(tiny_args("--seq", "8", "--engines", "bortzoo-int8-bort", "--out", "none",
+                               "--guard", str(folder), "--guard-task", "sst2",
+                               "--guard-data", dataset_folder(get_task("sst2")), "--guard-examples", "16"))
+    guard = [t for t in result["targets"] if t["reference"] == "fp32"]
+    assert len(guard) == 2 and all(t["status"] in ("PASS", "MISS") for t in guard)
+    assert "(16 checked)" in guard[0]["where"]
+    assert "prediction agreement with fp32" in capsys.readouterr().out
+
+
+def test_guard_that_cannot_run_keeps_the_latency_results(tmp_path):
+    result = cl.main(tiny_args("--seq", "8", "--engines", "bortzoo-int8-bort", "--out", "none",
+                               "--guard", str(tmp_path / "missing"), "--guard-task", "sst2"))
+    assert result["rows"][0]["status"] == "ok"
+    assert all(t["status"] == "not measured" and "could not run" in t["detail"]
+               for t in result["targets"] if t["reference"] == "fp32")
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--guard", "m"], "--guard and --guard-task go together"),
+    (["--guard-task", "sst2"], "--guard and --guard-task go together"),
+    (["--guard", "m", "--guard-task", "nope"], "--guard-task: unknown task 'nope'"),
+    (["--guard-examples", "0"], "--guard-examples must be at least 1"),
+])
+def test_bad_guard_args_are_named(args, named, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cl.parse_args(args)
+    assert exit_.value.code == 2 and named in capsys.readouterr().err

@@ -41,6 +41,7 @@ __all__ = [
 
 PRECISIONS = ("int8", "bf16", "fp32")
 ATTENTIONS = ("auto", "bf16", "sdpa")
+_SCORES_PER_CHUNK = 1 << 20  # attention scores computed at once: 2 MB of bf16
 _PACKS_KEPT = 4  # packed weights kept per linear, one per recent input row count
 _GELU_ALGORITHMS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
 
@@ -100,7 +101,7 @@ class QuantizedLinear(nn.Module):
     """
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str] = None,
-                 backend: Optional[str] = None) -> None:
+                 backend: Optional[str] = None, out_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if backend not in (None, "onednn", "int_mm"):
             raise BortzooError(f"backend must be 'onednn', 'int_mm' or None (the best this torch has), got {backend!r}")
@@ -114,16 +115,17 @@ class QuantizedLinear(nn.Module):
         self.activation = activation
         self.in_features, self.out_features = w.shape[1], w.shape[0]
         self.backend = backend or int8_backend()
+        self.out_dtype = out_dtype  # bf16 where the next op reads bf16: half the bytes written
         self._packs: OrderedDict[int, torch.Tensor] = OrderedDict()
 
     @classmethod
-    def from_linear(cls, *linears: nn.Linear, activation: Optional[str] = None,
-                    backend: Optional[str] = None) -> "QuantizedLinear":
+    def from_linear(cls, *linears: nn.Linear, activation: Optional[str] = None, backend: Optional[str] = None,
+                    out_dtype: torch.dtype = torch.float32) -> "QuantizedLinear":
         """One int8 linear from one nn.Linear, or from several sharing an input (their outputs concatenated)."""
         weight = torch.cat([lin.weight for lin in linears], dim=0)
         biases = [lin.bias for lin in linears]
         bias = None if any(b is None for b in biases) else torch.cat(biases)
-        return cls(weight, bias, activation, backend)
+        return cls(weight, bias, activation, backend, out_dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -158,9 +160,10 @@ class QuantizedLinear(nn.Module):
         w_zero = torch.zeros(self.out_features, dtype=torch.int64)
         unary = "gelu" if self.activation else "none"
         algorithm = _GELU_ALGORITHMS[self.activation] if self.activation else ""
+        bias = self.bias if self.bias is None or self.out_dtype == torch.float32 else self.bias.to(self.out_dtype)
         y = torch.ops.onednn.qlinear_pointwise.default(
-            qx, scale, zero_point, packed, self.weight_scale, w_zero, self.bias,
-            1.0, 0, torch.float32, unary, [], algorithm)
+            qx, scale, zero_point, packed, self.weight_scale, w_zero, bias,
+            1.0, 0, self.out_dtype, unary, [], algorithm)
         # oneDNN's fused residual add (qlinear_pointwise.binary) measured 15% slower than adding after
         return y if residual is None else y.add_(residual)
 
@@ -178,14 +181,15 @@ class QuantizedLinear(nn.Module):
             y = nn.functional.gelu(y, approximate=_GELU_ALGORITHMS[self.activation])
         if residual is not None:
             y.add_(residual)
-        return y
+        return y.to(self.out_dtype)
 
 
 # -- BERT's layer pieces, rebuilt around the int8 linear ------------------------------------------
-def _linear(*linears: nn.Linear, precision: str, activation: Optional[str] = None) -> nn.Module:
+def _linear(*linears: nn.Linear, precision: str, activation: Optional[str] = None,
+            out_dtype: torch.dtype = torch.float32) -> nn.Module:
     """The int8 linear, or (bf16/fp32) the same concatenation kept in floating point."""
     if precision == "int8":
-        return QuantizedLinear.from_linear(*linears, activation=activation)
+        return QuantizedLinear.from_linear(*linears, activation=activation, out_dtype=out_dtype)
     return _FloatLinear(*linears, activation=activation)
 
 
@@ -209,8 +213,10 @@ class _FloatLinear(nn.Module):
 
 def _additive_mask(mask: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
     """transformers hands attention a bool mask (sdpa: True = attend) or an additive float one (eager)."""
-    if mask is None or mask.dtype != torch.bool:
-        return mask
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool:  # eager's additive mask: its dtype's min would be -inf in bf16
+        mask = mask >= torch.finfo(mask.dtype).min / 2
     return torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, torch.finfo(dtype).min)
 
 
@@ -227,7 +233,9 @@ class OptimizedSelfAttention(nn.Module):
             query.weight.copy_(attn.query.weight * attn.scaling)
             if query.bias is not None:
                 query.bias.copy_(attn.query.bias * attn.scaling)
-        self.qkv = _linear(query, attn.key, attn.value, precision=precision)
+        # with bf16 attention the int8 QKV matmul writes bf16 directly (at 4096 rows its fp32 output is 50 MB)
+        self.qkv = _linear(query, attn.key, attn.value, precision=precision,
+                           out_dtype=torch.bfloat16 if attention == "bf16" else torch.float32)
         self.num_heads = attn.num_attention_heads
         self.head_size = attn.attention_head_size
         self.attention = attention
@@ -243,12 +251,19 @@ class OptimizedSelfAttention(nn.Module):
             # one pass converts to bf16 and lays q, k, v out as (batch*heads, seq, size) for bmm
             q, k, v = torch.empty((3, batch, heads, seq, size), dtype=torch.bfloat16).copy_(qkv) \
                 .view(3, batch * heads, seq, size).unbind(0)
-            scores = torch.bmm(q, k.transpose(1, 2)).view(batch, heads, seq, seq)
             mask = _additive_mask(attention_mask, torch.bfloat16)
-            if mask is not None:
-                scores = scores + mask.to(torch.bfloat16)
-            probs = scores.softmax(dim=-1).view(batch * heads, seq, seq)  # accumulates in fp32
-            context = torch.bmm(probs, v).view(batch, heads, seq, size)
+            context = torch.empty((batch * heads, seq, size), dtype=torch.bfloat16)
+            # (batch*heads) slices of about _SCORES_PER_CHUNK scores, so the scores stay in cache between the
+            # two matmuls and the softmax (at seq 512, one 32 MB score tensor made softmax 5x slower)
+            step = max(1, _SCORES_PER_CHUNK // (seq * seq))
+            for start in range(0, batch * heads, step):
+                end = min(start + step, batch * heads)
+                scores = torch.bmm(q[start:end], k[start:end].transpose(1, 2))
+                if mask is not None:  # [batch, 1 or heads, seq or 1, seq]: this slice's (batch, head) rows
+                    index = torch.arange(start, end)
+                    scores = scores + mask.expand(batch, heads, -1, -1)[index // heads, index % heads]
+                torch.bmm(scores.softmax(dim=-1), v[start:end], out=context[start:end])  # softmax accumulates in fp32
+            context = context.view(batch, heads, seq, size)
         else:
             q, k, v = qkv.to(hidden_states.dtype).unbind(0)
             context = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=1.0)

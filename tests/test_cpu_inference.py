@@ -1,4 +1,4 @@
-"""bortzoo.optimize: int8 linears and bf16 attention agree with fp32, keep the original intact, and refuse what they cannot do."""
+"""bortzoo.cpu_inference (bortzoo.optimize): int8 linears and bf16 attention agree with fp32, keep the original intact, and refuse what they cannot do."""
 
 import copy
 import io
@@ -11,8 +11,8 @@ from transformers import BertForSequenceClassification, BertModel
 from transformers.models.bert.modeling_bert import BertSelfAttention
 
 from bortzoo.errors import BortzooError
-from bortzoo import optimize as opt_mod
-from bortzoo.optimize import GuardReport, QuantizedLinear, guard, int8_backend, optimize
+from bortzoo import cpu_inference as opt_mod
+from bortzoo.cpu_inference import GuardReport, QuantizedLinear, guard, int8_backend, optimize
 from tests.conftest import TINY_ARCH
 
 BACKENDS = ["onednn", "int_mm"]
@@ -295,3 +295,11 @@ def test_optimize_refuses_a_model_that_fails_its_check(monkeypatch):
     monkeypatch.setattr(opt_mod, "guard", lambda *a, **k: bad)
     with pytest.raises(BortzooError, match="agrees with fp32 on 50.00%"):
         optimize(model, check=[_inputs()])
+
+
+def test_package_level_optimize_is_the_function():
+    import bortzoo
+
+    assert bortzoo.optimize is optimize
+    fast = bortzoo.optimize(_bert())
+    assert fast.bortzoo_optimize["precision"] == "int8"
