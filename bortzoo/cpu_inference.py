@@ -117,6 +117,7 @@ class QuantizedLinear(nn.Module):
         self.backend = backend or int8_backend()
         self.out_dtype = out_dtype  # bf16 where the next op reads bf16: half the bytes written
         self._packs: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._w_zero: Optional[torch.Tensor] = None
 
     @classmethod
     def from_linear(cls, *linears: nn.Linear, activation: Optional[str] = None, backend: Optional[str] = None,
@@ -157,15 +158,21 @@ class QuantizedLinear(nn.Module):
         else:
             self._packs.move_to_end(x.shape[0])
         qx, scale, zero_point = _quantize_uint8(x)
-        w_zero = torch.zeros(self.out_features, dtype=torch.int64)
+        w_zero, bias = self._epilogue()
         unary = "gelu" if self.activation else "none"
         algorithm = _GELU_ALGORITHMS[self.activation] if self.activation else ""
-        bias = self.bias if self.bias is None or self.out_dtype == torch.float32 else self.bias.to(self.out_dtype)
         y = torch.ops.onednn.qlinear_pointwise.default(
             qx, scale, zero_point, packed, self.weight_scale, w_zero, bias,
             1.0, 0, self.out_dtype, unary, [], algorithm)
         # oneDNN's fused residual add (qlinear_pointwise.binary) measured 15% slower than adding after
         return y if residual is None else y.add_(residual)
+
+    def _epilogue(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Weight zero points (all 0: the weights are symmetric), made once, and the bias in the output dtype."""
+        if self._w_zero is None:
+            self._w_zero = torch.zeros(self.out_features, dtype=torch.int64)
+        bias = self.bias if self.bias is None or self.out_dtype == torch.float32 else self.bias.to(self.out_dtype)
+        return self._w_zero, bias
 
     def _int_mm(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
         """Portable fallback: symmetric per-row int8 activations and aten's int8 matmul."""
