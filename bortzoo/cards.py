@@ -85,6 +85,52 @@ def latency_section(latency: Optional[dict], arch: Arch) -> str:
                  body) + f"\n\nHardware: {hardware}."
 
 
+def guard_metric_name(spec) -> str:
+    """The number `bortzoo.task_guard` scores, named: the task's metric, or the mean of its metrics (MRPC, STS-B)."""
+    if len(spec.metrics) == 1:
+        return spec.metrics[0]
+    return f"score (mean of {' and '.join(spec.metrics)})"
+
+
+def fast_cpu_section(optimized: Optional[dict], repo_id: str) -> Optional[str]:
+    """The card's "Fast CPU inference" text from what `optimized.json` holds (None: no section)."""
+    if not optimized:
+        return None
+    spec = get_task(optimized["task"])
+    split = optimized["split"]
+    board = next((item.board for item in spec.validation if item.split == split), spec.name)
+    report = optimized["guard"]
+    metric = optimized.get("metric") or guard_metric_name(spec)
+    rows = report["examples"]
+    whole = optimized.get("examples_requested", rows) > rows  # the split had fewer rows than asked for
+    where = f"On {'all' if whole else 'the first'} {rows:,} rows of {board} {split}"
+    if report.get("agreement") is not None:
+        where += f", the int8 model agreed with fp32 on {100 * report['agreement']:.2f}% of predictions"
+    else:
+        where += " (a regression task: there are no predicted classes to agree on)"
+    if report.get("metric_fp32") is not None and report.get("metric_optimized") is not None:
+        change = report.get("metric_change")
+        change = report["metric_optimized"] - report["metric_fp32"] if change is None else change
+        where += (f"{';' if report.get('agreement') is not None else ','} {metric} {report['metric_fp32']:.2f} "
+                  f"(fp32) vs {report['metric_optimized']:.2f} (int8), change {change:+.2f} points")
+    return (
+        "`bortzoo.optimize` makes a copy of this model for fast CPU inference: int8 linear layers (weights per "
+        "output channel, activations per tensor at run time) and bf16 attention where the CPU has native bf16 "
+        "(avx512_bf16 or AMX; elsewhere torch's SDPA); LayerNorm and the residual stream stay fp32. No int8 "
+        "weights are stored in this repo: `optimize` derives them from the fp32 weights when it is called, so "
+        "the download is the fp32 model's.\n\n"
+        "```python\nimport bortzoo\n"
+        f"model, tokenizer = bortzoo.load(\"{repo_id}\")\n"
+        "fast = bortzoo.optimize(model)  # int8 linears, bf16 attention where the CPU has it\n```\n\n"
+        f"{where}. Measured with `bortzoo.task_guard` on {optimized.get('cpu')}, torch {optimized.get('torch')} "
+        f"(attention {optimized.get('attention')}, int8 backend {optimized.get('int8_backend')}); the full report "
+        "is `optimized.json` in this repo.\n\n"
+        "This is a measurement, not a gate: publishing refused nothing on it. Check the model on your own data "
+        "with `bortzoo.task_guard`, or give `bortzoo.optimize` `check=` batches to refuse a copy that disagrees "
+        "with fp32."
+    )
+
+
 def shape(arch: Arch) -> str:
     """⟨D,A,H,I⟩: the paper's brackets (ASCII angle brackets would read as HTML in Markdown)."""
     return f"⟨{arch.depth},{arch.heads},{arch.hidden},{arch.intermediate}⟩"
@@ -159,17 +205,26 @@ def _corpus_name(run: Run) -> str:
 
 # -- the card ------------------------------------------------------------------------------------
 def render(run: Run, model_name: str, repo_id: Optional[str] = None, latency: Optional[dict] = None,
-           base_model: Optional[str] = None):
-    """The `ModelCard` of `run`: metadata plus the body of `model_cards/<kind>.md`."""
+           base_model: Optional[str] = None, optimized: Optional[dict] = None):
+    """The `ModelCard` of `run`: metadata plus the body of `model_cards/<kind>.md`.
+
+    `optimized` (what `optimized.json` holds; task runs only) adds the "Fast CPU inference" section. The
+    `model-index` metadata reports the fp32 model either way.
+    """
     from huggingface_hub import ModelCard, ModelCardData
 
     template = TEMPLATES / f"{run.kind}.md"
     if not template.is_file():
         raise BortzooError(f"missing card template {template} (model_cards/ belongs beside the bortzoo package)")
+    if optimized and run.kind != "task":
+        raise BortzooError(f"a {run.kind} card has no fast CPU inference section: the accuracy check needs a "
+                           "fine-tuned model and its task")
     builder = {"task": _task_context, "pretrained": _pretrained_context, "candidate": _candidate_context}[run.kind]
     context, metadata = builder(run, base_model)
-    context.update(model_name=model_name, repo_id=repo_id or f"path/to/{model_name}", arch_table=arch_table(run.arch), latency=latency_section(latency, run.arch),
-                   citations=citations(), recipe_file="recipe.yaml", known_losses=KNOWN_LOSSES, arch=shape(run.arch))
+    repo = repo_id or f"path/to/{model_name}"
+    context.update(model_name=model_name, repo_id=repo, arch_table=arch_table(run.arch),
+                   latency=latency_section(latency, run.arch), citations=citations(), recipe_file="recipe.yaml",
+                   known_losses=KNOWN_LOSSES, arch=shape(run.arch), fast_cpu=fast_cpu_section(optimized, repo))
     data = ModelCardData(language="en", license=LICENSE, library_name="transformers", model_name=model_name,
                          **metadata)
     return ModelCard.from_template(data, template_path=str(template), **context)

@@ -6,6 +6,11 @@ again changes nothing on the Hub): safetensors weights, `config.json`, tokenizer
 `model_cards/<kind>.md`). The upload is `create_repo(exist_ok=True)` then one `upload_folder` commit.
 The token comes from where huggingface_hub keeps it (`HF_TOKEN`, `hf auth login`) and is never
 printed; a missing token or an unreachable Hub stops the command before anything is built.
+
+`--optimized` (fine-tunes) adds `optimized.json`: `bortzoo.task_guard`'s comparison of the int8 model
+`bortzoo.optimize` makes with fp32 on the task's dev split, measured on the built folder, and quoted in
+the card. Its numbers are deterministic for the same weights and data on the same machine; the CPU and
+torch version it names are this machine's.
 """
 
 from __future__ import annotations
@@ -22,21 +27,29 @@ from bortzoo.errors import BortzooError
 from bortzoo.runs import Run, read_run
 
 LATENCY_DIR = "latency"
+OPTIMIZED_FILE = "optimized.json"
 
 
 # -- the folder ------------------------------------------------------------------------------------
 def build_folder(run: Run, out: str | Path, repo_id: Optional[str] = None, latency: Optional[dict] = None,
                  base_model: Optional[str] = None) -> Path:
     """Write the Hub folder of `run` to `out`; a failed build leaves an earlier `out` untouched."""
-    from bortzoo.cards import render
     from bortzoo.export import replacing_folder
 
     with replacing_folder(out, "publish folder") as staging:
         {"task": _task_files, "pretrained": _pretrained_files, "candidate": _candidate_files}[run.kind](run, staging)
-        name = repo_id.split("/")[-1] if repo_id else _default_name(run)
-        card = render(run, name, repo_id=repo_id, latency=latency, base_model=base_model)
-        (staging / "README.md").write_text(str(card) + "\n", encoding="utf-8")
+        write_card(run, staging, repo_id=repo_id, latency=latency, base_model=base_model)
     return Path(out)
+
+
+def write_card(run: Run, folder: Path, repo_id: Optional[str] = None, latency: Optional[dict] = None,
+               base_model: Optional[str] = None, optimized: Optional[dict] = None) -> None:
+    """(Re)write `folder/README.md`, the card of `run` (with the fast CPU section when `optimized` is given)."""
+    from bortzoo.cards import render
+
+    name = repo_id.split("/")[-1] if repo_id else _default_name(run)
+    card = render(run, name, repo_id=repo_id, latency=latency, base_model=base_model, optimized=optimized)
+    (folder / "README.md").write_text(str(card) + "\n", encoding="utf-8")
 
 
 def _default_name(run: Run) -> str:
@@ -137,6 +150,65 @@ def _read_bench(path: Path) -> dict:
     return data
 
 
+# -- the optimised model ---------------------------------------------------------------------------
+def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
+    """`bortzoo.task_guard` on the built `folder`: `optimize(int8)` against fp32 on the first `examples` rows
+    of the task's first dev split, read from where the run read its data (its `data_dir`, or the Hub).
+
+    Returns what `optimized.json` holds. A failure is one BortzooError line; the folder is left as built.
+    """
+    import torch
+
+    from bortzoo.bench import hardware_info
+    from bortzoo.cards import guard_metric_name
+    from bortzoo.cpu_inference import int8_backend, native_bf16
+    from bortzoo.data.tasks import get_task
+    from bortzoo.task_guard import task_guard
+
+    if run.kind != "task":
+        raise BortzooError(f"--optimized needs a fine-tune run; {run.folder} is a {run.kind} run")
+    spec = get_task(run.results["task"])
+    split = spec.eval_splits("validate")[0].split  # the split task_guard reads (MNLI: matched)
+    data_dir = run.data_args().get("data_dir")
+    data_dir = str(data_dir) if data_dir else None
+    max_length = int(run.data_args().get("max_length") or 128)
+    kept = (f"the folder is built at {folder} without {OPTIMIZED_FILE}: fix the cause and run again, or publish "
+            "without --optimized")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise BortzooError(f"--optimized: the run read {spec.name} from data_dir {data_dir!r}, which is not a folder "
+                           f"from here (run publish where the run was started); {kept}")
+    print(f"measuring the int8 model against fp32 on up to {examples:,} rows of {spec.name} {split} "
+          f"({data_dir or spec.dataset}) for the card")
+    try:
+        report = task_guard(str(folder), spec.name, data_dir=data_dir, examples=examples, max_length=max_length,
+                            pair_encoding="tokenizer")  # the built tokenizer carries the run's pair template
+    except BortzooError as err:
+        raise BortzooError(f"--optimized: the accuracy check failed: {_first_line(err)}; {kept}") from None
+    except Exception as err:  # noqa: BLE001 - anything else that stops the measurement, said in one line
+        raise BortzooError(f"--optimized: the accuracy check failed ({type(err).__name__}: {_first_line(err)}); "
+                           f"{kept}") from err
+    print(f"int8 against fp32 on {spec.name} {split}: {report.summary()}")
+    return {
+        "precision": "int8",
+        "attention": "bf16" if native_bf16() else "sdpa",  # what optimize(attention="auto") picks on this CPU
+        "int8_backend": int8_backend(),
+        "torch": torch.__version__,
+        "cpu": hardware_info()["cpu"],
+        "guard": report.as_dict(),
+        "task": spec.name,
+        "split": split,
+        "examples": report.examples,
+        "examples_requested": examples,
+        "metric": guard_metric_name(spec),
+        "data": data_dir or spec.dataset,
+        "max_length": max_length,
+    }
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip() or type(err).__name__).splitlines()[0]
+
+
 # -- the Hub ---------------------------------------------------------------------------------------
 def hub_client(endpoint: Optional[str] = None):
     """An authenticated `HfApi`, checked against the Hub before any work: the token exists and is accepted."""
@@ -201,8 +273,17 @@ def publish(
     latency: Optional[str] = "auto",
     base_model: Optional[str] = None,
     endpoint: Optional[str] = None,
+    optimized: bool = False,
+    optimized_examples: int = 1000,
 ) -> dict:
     """Publish a fine-tuning, pretraining or extraction run to the Hub as a model repo with its card.
+
+    With --optimized (fine-tunes only), the built folder is also checked the way `bortzoo.optimize` runs it
+    on a CPU: `bortzoo.task_guard` compares the int8 model with fp32 on the first --optimized-examples rows
+    of the task's dev split (read from the run's data_dir, or the Hub), writes the numbers to
+    `optimized.json` and adds a "Fast CPU inference" section to the card. It is a measurement, not a gate:
+    nothing is refused on it, no int8 weights are saved (optimize derives them from the fp32 weights at load
+    time), and the card's model-index still reports the fp32 model.
 
     Args:
         run_dir: The run folder: a fine-tune (results.json), a seed sweep (seeds.json), a pretraining
@@ -221,9 +302,17 @@ def publish(
             `bortzoo bench` JSON file, or "none".
         base_model: Hub id of the model this one was trained from, when the run names a local path.
         endpoint: Hub URL (default: $HF_ENDPOINT or huggingface.co).
+        optimized: Fine-tunes only: measure the int8 model (`bortzoo.optimize`) against fp32 on the built
+            folder with `bortzoo.task_guard` (the task's dev split, from the run's data_dir or the Hub), write
+            optimized.json and the card's "Fast CPU inference" section. A measurement, not a gate: nothing is
+            refused on it, no int8 weights are saved (optimize derives them at load time) and the model-index
+            still reports fp32.
+        optimized_examples: Dev rows the --optimized check reads (the first ones; default 1000).
     """
     if create_pr and revision:
         raise BortzooError("--create-pr opens a pull request against main; it cannot be combined with --revision")
+    if isinstance(optimized_examples, bool) or not isinstance(optimized_examples, int) or optimized_examples < 1:
+        raise BortzooError(f"--optimized-examples must be a positive number of dev rows, got {optimized_examples!r}")
     if not dry_run:
         if not repo_id:
             raise BortzooError("give --repo_id ORG/NAME to publish to, or --dry_run to build the folder only")
@@ -233,13 +322,24 @@ def publish(
             raise BortzooError(f"--repo_id {repo_id!r} is not a Hub repo id of the form ORG/NAME")
     api = None if dry_run else hub_client(endpoint)[0]  # fail before any work
     run = read_run(run_dir, seed=seed, candidate=candidate)
+    if optimized and run.kind != "task":
+        raise BortzooError(f"--optimized checks a fine-tuned model on its task's dev split; {run_dir} is a {run.kind} "
+                           "run, which has no task: publish it without --optimized; nothing was built or sent")
     target = Path(out) if out else Path(run_dir) / "hub"
-    folder = build_folder(run, target, repo_id=repo_id, latency=resolve_latency(latency, run), base_model=base_model)
+    latency_data = resolve_latency(latency, run)
+    folder = build_folder(run, target, repo_id=repo_id, latency=latency_data, base_model=base_model)
+    guard = None
+    if optimized:  # measured on the built folder, as it will be downloaded
+        guard = measure_optimized(run, folder, optimized_examples)
+        write_card(run, folder, repo_id=repo_id, latency=latency_data, base_model=base_model, optimized=guard)
+        _write_json(folder / OPTIMIZED_FILE, guard)
     files = _files(folder)
     print(f"built {folder} ({run.kind} {run.arch.short()}):")
     for name, size in files:
         print(f"  {name:<28} {size:>12,} bytes")
     result: dict[str, Any] = {"folder": str(folder), "kind": run.kind, "files": [n for n, _ in files]}
+    if guard is not None:
+        result["optimized"] = guard
     if dry_run:
         print("dry run: nothing sent")
         return result

@@ -298,6 +298,171 @@ def test_auto_latency_measures_once_beside_bert_large_and_then_reuses(task_run, 
     assert "BERT-large / this" in text
 
 
+# -- the optimised model (--optimized) -----------------------------------------------------------------
+FAST = "## Fast CPU inference"
+
+
+@pytest.fixture(scope="module")
+def stsb_run(tmp_path_factory, in_repo) -> Path:
+    """One epoch of the tiny STS-B recipe: a regression head, which predicts no class to agree on."""
+    recipe = tiny_recipe("finetune/glue/stsb-bort-tiny.yaml", tmp_path_factory.mktemp("stsb"),
+                         **{"trainer.max_epochs": 1})
+    main(["fit", "--config", str(recipe)])
+    return root_of(recipe)
+
+
+def without_fast_section(text: str) -> str:
+    return text[:text.index(FAST)] + text[text.index("## Limitations"):]
+
+
+def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run, tmp_path, monkeypatch, capsys):
+    import bortzoo.task_guard
+
+    plain = build_folder(read_run(task_run), tmp_path / "plain", repo_id="tester/rte-tiny", latency=None)
+    main(["publish", str(task_run), "--repo-id", "tester/rte-tiny", "--dry-run", "--optimized",
+          "--optimized-examples", "40", "--latency", "none", "--out", str(tmp_path / "hub")])
+    out = capsys.readouterr().out
+    assert "dry run: nothing sent" in out and "optimized.json" in out and "int8 against fp32 on rte validation" in out
+    folder = tmp_path / "hub"
+    info = json.loads((folder / "optimized.json").read_text())
+    guard = info["guard"]
+    assert (info["task"], info["split"], info["precision"], info["metric"]) == ("rte", "validation", "int8", "accuracy")
+    assert info["examples"] == guard["examples"] == 40 and info["max_length"] == 64
+    assert info["data"] == "bortzoo/assets/tiny-tasks/glue"  # the run's own local data, not the Hub
+    assert info["attention"] in ("bf16", "sdpa") and info["int8_backend"] in ("onednn", "int_mm")
+    assert info["torch"] == torch.__version__ and info["cpu"]
+    assert 0 <= guard["agreement"] <= 1
+    assert guard["metric_change"] == pytest.approx(guard["metric_optimized"] - guard["metric_fp32"])
+
+    card = card_of(folder)
+    text = card.text
+    assert FAST in text and 'model, tokenizer = bortzoo.load("tester/rte-tiny")' in text
+    assert "fast = bortzoo.optimize(model)  # int8 linears, bf16 attention where the CPU has it" in text
+    assert (f"On the first 40 rows of RTE validation, the int8 model agreed with fp32 on "
+            f"{100 * guard['agreement']:.2f}% of predictions; accuracy {guard['metric_fp32']:.2f} (fp32) vs "
+            f"{guard['metric_optimized']:.2f} (int8), change {guard['metric_change']:+.2f} points.") in text
+    assert f"on {info['cpu']}, torch {info['torch']}" in text
+    assert "No int8 weights are stored in this repo" in text and "not a gate" in text
+    # without --optimized: no section, and the same card otherwise; the model-index reports fp32 either way
+    plain_text = card_of(plain).text
+    assert FAST not in plain_text and without_fast_section(text) == plain_text
+    assert card.data.to_dict() == card_of(plain).data.to_dict()
+    files, before = digest(folder), digest(plain)
+    assert set(files) == TASK_FILES | {"optimized.json"}  # no int8 weights: optimize derives them at load time
+    assert {k: v for k, v in files.items() if k not in ("README.md", "optimized.json")} == {
+        k: v for k, v in before.items() if k != "README.md"}
+
+    calls = []
+    original = bortzoo.task_guard.task_guard
+
+    def spy(model, task, **kwargs):
+        calls.append((model, task, kwargs))
+        return original(model, task, **kwargs)
+
+    monkeypatch.setattr(bortzoo.task_guard, "task_guard", spy)
+    result = publish(str(task_run), repo_id="tester/rte-tiny", dry_run=True, optimized=True, optimized_examples=40,
+                     latency="none", out=str(tmp_path / "again"))
+    assert calls == [(str(tmp_path / "again"), "rte", {"data_dir": "bortzoo/assets/tiny-tasks/glue", "examples": 40,
+                                                       "max_length": 64, "pair_encoding": "tokenizer"})]
+    assert digest(tmp_path / "again") == files and result["optimized"] == info  # same run, same bytes
+
+
+def test_a_regression_card_quotes_the_metric_without_agreement(stsb_run, tmp_path):
+    result = publish(str(stsb_run), dry_run=True, optimized=True, optimized_examples=30, latency="none",
+                     out=str(tmp_path / "hub"))
+    info = result["optimized"]
+    guard = info["guard"]
+    assert guard["agreement"] is None and info["metric"] == "score (mean of pearson and spearman)"
+    assert json.loads((tmp_path / "hub" / "optimized.json").read_text()) == info
+    text = card_of(tmp_path / "hub").text
+    assert "agreed with fp32" not in text
+    assert (f"On the first 30 rows of STS-B validation (a regression task: there are no predicted classes to agree "
+            f"on), score (mean of pearson and spearman) {guard['metric_fp32']:.2f} (fp32) vs "
+            f"{guard['metric_optimized']:.2f} (int8), change {guard['metric_change']:+.2f} points.") in text
+    from bortzoo.cards import fast_cpu_section
+
+    assert info["examples_requested"] == 30
+    whole_split = fast_cpu_section({**info, "examples_requested": 1000}, "tester/stsb")  # asked more than it had
+    assert "On all 30 rows of STS-B validation" in whole_split and 'bortzoo.load("tester/stsb")' in whole_split
+
+
+def test_optimized_needs_a_fine_tune_run(pretrain_run, search_run, tmp_path):
+    for run_dir, kind in ((pretrain_run, "pretrained"), (search_run, "candidate")):
+        with pytest.raises(BortzooError, match=f"is a {kind} run, which has no task"):
+            publish(str(run_dir), dry_run=True, optimized=True, latency="none", out=str(tmp_path / kind))
+        assert not (tmp_path / kind).exists()  # refused before anything was built
+
+
+def test_bad_optimized_examples_fail_before_any_work(task_run, tmp_path, capsys):
+    for bad in (0, -3, True, 2.5):
+        with pytest.raises(BortzooError, match="--optimized-examples must be a positive number"):
+            publish(str(task_run), dry_run=True, optimized=True, optimized_examples=bad, latency="none",
+                    out=str(tmp_path / "hub"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["publish", str(task_run), "--dry-run", "--optimized", "--optimized-examples", "0", "--latency", "none",
+              "--out", str(tmp_path / "hub")])
+    assert exit_info.value.code == 2
+    assert "--optimized-examples must be a positive number of dev rows, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "hub").exists()
+
+
+@pytest.mark.parametrize("failure", [
+    BortzooError("task rte: cannot load nyu-mll/glue (config 'rte'): Couldn't reach the Hub\nsecond line"),
+    RuntimeError("could not create a primitive\nsecond line")])
+def test_a_failed_accuracy_check_is_one_clear_error_and_keeps_the_built_folder(task_run, tmp_path, monkeypatch,
+                                                                                capsys, failure):
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("bortzoo.task_guard.task_guard", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["publish", str(task_run), "--dry-run", "--optimized", "--latency", "none", "--out",
+              str(tmp_path / "hub")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "second line" not in err
+    assert "--optimized: the accuracy check failed" in err and str(failure).splitlines()[0] in err
+    assert f"the folder is built at {tmp_path / 'hub'} without optimized.json" in err
+    folder = tmp_path / "hub"
+    assert {p.name for p in folder.iterdir()} == TASK_FILES and FAST not in card_of(folder).text
+
+
+def test_a_run_on_hub_data_measures_on_the_hub_and_offline_says_so_in_one_line(task_run, tmp_path, monkeypatch,
+                                                                               capsys):
+    import datasets
+    from huggingface_hub import constants
+
+    copy = tmp_path / "run"
+    shutil.copytree(task_run, copy, ignore=shutil.ignore_patterns("hub", "optimized*"))
+    for path in copy.glob("version_*/config.yaml"):  # as if the run had read nyu-mll/glue from the Hub
+        config = yaml.safe_load(path.read_text())
+        config["data"]["init_args"]["data_dir"] = None
+        path.write_text(yaml.safe_dump(config))
+    hub_env(monkeypatch, tmp_path / "hf-home")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-home" / "datasets"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["publish", str(copy), "--dry-run", "--optimized", "--latency", "none", "--out", str(tmp_path / "hub")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "bortzoo: error" in line]  # (transformers draws progress bars)
+    assert err.endswith(line + "\n") and "the accuracy check failed: task rte: cannot load nyu-mll/glue" in line
+    assert {p.name for p in (tmp_path / "hub").iterdir()} == TASK_FILES
+
+
+def test_a_run_whose_local_data_is_not_reachable_from_here_says_so(task_run, tmp_path, monkeypatch):
+    from bortzoo.publish import measure_optimized
+
+    run = read_run(task_run)
+    folder = build_folder(run, tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)  # the recipe's data_dir is relative to where the run was started
+    with pytest.raises(BortzooError, match="data_dir 'bortzoo/assets/tiny-tasks/glue', which is not a folder from"):
+        measure_optimized(run, folder)
+    assert {p.name for p in folder.iterdir()} == TASK_FILES
+
+
 # -- the Hub -------------------------------------------------------------------------------------------
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
