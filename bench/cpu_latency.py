@@ -811,8 +811,9 @@ def format_report(meta: Mapping[str, Any], peak_rows: Sequence[Mapping[str, Any]
         f"{a['min_repeats']} once {a['max_seconds']:g} s are used), first engine rotating; median",
         *(f"skipped {note}" for note in notes),
         "",
-        f"GEMM peak: M={m} K={k} N={n} ({gemm_ops(m, k, n) / 1e9:.2f} GOP a call, 2 per multiply-add), median of "
-        f"{a['peak_repeats']} after {a['peak_warmup']} warmup; * = the dtype's peak at that thread count",
+        f"GEMM peak: M={m} K={k} N={n} ({gemm_ops(m, k, n) / 1e9:.2f} GOP a call, 2 per multiply-add), "
+        f"{a['peak_repeats']} calls after {a['peak_warmup']} warmup; GOP/s from the fastest call; "
+        "* = the dtype's peak at that thread count",
         format_peak_table(peak_rows),
         "",
         "Latency, median ms",
