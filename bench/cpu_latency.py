@@ -85,7 +85,7 @@ import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
 from bortzoo.bench import (OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug,  # noqa: E402
-                           time_interleaved)
+                           write_atomic)
 from bortzoo.errors import BortzooError  # noqa: E402
 
 try:
@@ -837,20 +837,6 @@ def result_stem(meta: Mapping[str, Any]) -> str:
     return f"cpu_latency-{slug(meta['cpu']) or 'unknown-cpu'}-torch{slug(meta['torch'], keep='.')}-{ort_part}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and os.replace, so a crash never leaves half a file behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_results(rows: Sequence[dict], meta: Mapping[str, Any], targets: Sequence[dict], out: Path) -> list[Path]:
     """CSV (one row per engine x setting) and JSON {"meta", "rows", "targets"}; returns both paths."""
     out.mkdir(parents=True, exist_ok=True)
@@ -860,8 +846,8 @@ def write_results(rows: Sequence[dict], meta: Mapping[str, Any], targets: Sequen
     writer.writeheader()
     writer.writerows(rows)
     csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    _write_atomic(csv_path, buffer.getvalue())
-    _write_atomic(json_path, json.dumps({"meta": dict(meta), "rows": list(rows), "targets": list(targets)},
+    write_atomic(csv_path, buffer.getvalue())
+    write_atomic(json_path, json.dumps({"meta": dict(meta), "rows": list(rows), "targets": list(targets)},
                                         indent=2) + "\n")
     return [csv_path, json_path]
 

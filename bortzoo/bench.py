@@ -488,7 +488,7 @@ def result_stem(info: Mapping[str, Any], threads: Sequence[int]) -> str:
             f"-torch{slug(info['torch'], keep='.')}-transformers{slug(info['transformers'], keep='.')}")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and `os.replace`, so a crash never leaves half a file behind."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -512,8 +512,8 @@ def write_results(rows: Sequence[dict], meta: Mapping[str, Any], out: Union[str,
     writer.writeheader()
     writer.writerows(rows)
     csv_path, json_path = folder / f"{stem}.csv", folder / f"{stem}.json"
-    _write_atomic(csv_path, buffer.getvalue())
-    _write_atomic(json_path, json.dumps({"meta": dict(meta), "rows": list(rows)}, indent=2) + "\n")
+    write_atomic(csv_path, buffer.getvalue())
+    write_atomic(json_path, json.dumps({"meta": dict(meta), "rows": list(rows)}, indent=2) + "\n")
     return [csv_path, json_path]
 
 
