@@ -67,7 +67,7 @@ def native_bf16() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def int8_backend() -> str:
-    """'onednn' when torch has oneDNN's quantised linear (fused dequantise, bias, GELU, residual); else 'int_mm'."""
+    """'onednn' when torch has oneDNN's quantised linear (dequantise, bias and GELU fused); else 'int_mm'."""
     if torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise"):
         try:
             QuantizedLinear(torch.ones(2, 4), torch.zeros(2), backend="onednn")(torch.ones(1, 4))
@@ -124,8 +124,10 @@ class QuantizedLinear(nn.Module):
                     out_dtype: torch.dtype = torch.float32) -> "QuantizedLinear":
         """One int8 linear from one nn.Linear, or from several sharing an input (their outputs concatenated)."""
         weight = torch.cat([lin.weight for lin in linears], dim=0)
-        biases = [lin.bias for lin in linears]
-        bias = None if any(b is None for b in biases) else torch.cat(biases)
+        bias = None
+        if any(lin.bias is not None for lin in linears):  # a linear without bias contributes zeros, not a drop
+            bias = torch.cat([lin.weight.new_zeros(lin.out_features) if lin.bias is None else lin.bias
+                              for lin in linears])
         return cls(weight, bias, activation, backend, out_dtype)
 
     def extra_repr(self) -> str:
@@ -206,9 +208,10 @@ class _FloatLinear(nn.Module):
     def __init__(self, *linears: nn.Linear, activation: Optional[str] = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.cat([lin.weight.detach() for lin in linears]), requires_grad=False)
-        biases = [lin.bias for lin in linears]
-        self.bias = None if any(b is None for b in biases) else nn.Parameter(
-            torch.cat([b.detach() for b in biases]), requires_grad=False)
+        self.bias = None
+        if any(lin.bias is not None for lin in linears):  # a linear without bias contributes zeros
+            self.bias = nn.Parameter(torch.cat([lin.weight.new_zeros(lin.out_features) if lin.bias is None
+                                                else lin.bias.detach() for lin in linears]), requires_grad=False)
         self.activation = activation
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:

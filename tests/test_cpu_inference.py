@@ -303,3 +303,12 @@ def test_package_level_optimize_is_the_function():
     assert bortzoo.optimize is optimize
     fast = bortzoo.optimize(_bert())
     assert fast.bortzoo_optimize["precision"] == "int8"
+
+
+def test_concatenating_a_linear_without_bias_keeps_the_others_biases():
+    with_bias, without = _linear(seed=1), _linear(seed=2, bias=False)
+    x = torch.randn(6, 48)
+    for fused in (QuantizedLinear.from_linear(with_bias, without), opt_mod._FloatLinear(with_bias, without)):
+        with torch.inference_mode():
+            out = fused(x)
+        assert _rel_err(out[:, :40], with_bias(x)) < 0.02 and _rel_err(out[:, 40:], without(x)) < 0.02
