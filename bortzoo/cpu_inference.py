@@ -343,7 +343,8 @@ def optimize(
         attention: "bf16" (bf16 score matmuls, fp32 softmax), "sdpa" (torch's fused attention),
             or "auto": bf16 where the CPU has native bf16, else sdpa.
         threads: intra-op threads for torch (torch.set_num_threads); None leaves torch's setting.
-        inplace: modify `model` itself instead of a copy (saves memory; the fp32 model is gone).
+        inplace: modify `model` itself instead of a copy (saves memory; the original model is gone).
+            A bf16 or fp16 model comes back fp32 with precision int8 or fp32 (its residual stream).
         check: batches of model inputs; when given, the optimised model is compared with the
             fp32 model on them (`guard`) and refused (BortzooError) below `min_agreement`, or,
             when `labels` and `metric` are given too, when the metric drops by more than
@@ -372,6 +373,8 @@ def optimize(
 
     optimized = model if inplace else copy.deepcopy(model)
     optimized.eval()
+    if precision != "bf16":
+        optimized.to(torch.float32)  # the residual stream and LayerNorm run in fp32, whatever the model was saved in
     for layer in _bert_layers(optimized):
         if layer.attention.self.__class__.__name__ != "BertSelfAttention":
             raise BortzooError(f"optimize() rebuilds BertSelfAttention; this layer has {type(layer.attention.self).__name__}")

@@ -312,3 +312,16 @@ def test_concatenating_a_linear_without_bias_keeps_the_others_biases():
         with torch.inference_mode():
             out = fused(x)
         assert _rel_err(out[:, :40], with_bias(x)) < 0.02 and _rel_err(out[:, 40:], without(x)) < 0.02
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32", "bf16"])
+def test_a_model_saved_in_bf16_is_optimized_too(precision):
+    model = _bert()
+    x = _inputs()
+    with torch.inference_mode():
+        ref = model(**x).last_hidden_state
+    fast = optimize(copy.deepcopy(model).to(torch.bfloat16), precision=precision)
+    with torch.inference_mode():
+        out = fast(**x).last_hidden_state
+    assert out.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    assert _rel_err(out.float(), ref) < 0.06
