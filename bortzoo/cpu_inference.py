@@ -35,6 +35,7 @@ __all__ = [
     "QuantizedLinear",
     "cpu_flags",
     "native_bf16",
+    "auto_attention",
     "int8_backend",
     "PRECISIONS",
 ]
@@ -63,6 +64,11 @@ def cpu_flags() -> frozenset[str]:
 def native_bf16() -> bool:
     """True where bf16 matmuls run in hardware (avx512_bf16 or AMX), so bf16 is a speed-up, not an emulation."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def auto_attention() -> str:
+    """What attention="auto" picks: bf16 score matmuls where bf16 is native, else torch's SDPA."""
+    return "bf16" if native_bf16() else "sdpa"
 
 
 @functools.lru_cache(maxsize=1)
@@ -368,7 +374,7 @@ def optimize(
             f"no BERT encoder layers (transformers BertLayer) in {type(model).__name__}; "
             "optimize() handles BERT-family models such as Bort")
     if attention == "auto":
-        attention = "bf16" if native_bf16() else "sdpa"
+        attention = auto_attention()
     check = None if check is None else list(check)
 
     optimized = model if inplace else copy.deepcopy(model)

@@ -161,7 +161,7 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
 
     from bortzoo.bench import hardware_info
     from bortzoo.cards import guard_metric_name
-    from bortzoo.cpu_inference import int8_backend, native_bf16
+    from bortzoo.cpu_inference import auto_attention, int8_backend
     from bortzoo.data.tasks import get_task
     from bortzoo.task_guard import task_guard
 
@@ -190,7 +190,7 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
     print(f"int8 against fp32 on {spec.name} {split}: {report.summary()}")
     return {
         "precision": "int8",
-        "attention": "bf16" if native_bf16() else "sdpa",  # what optimize(attention="auto") picks on this CPU
+        "attention": auto_attention(),  # what task_guard's optimize(attention="auto") picked on this CPU
         "int8_backend": int8_backend(),
         "torch": torch.__version__,
         "cpu": hardware_info()["cpu"],
