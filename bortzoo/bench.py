@@ -290,18 +290,27 @@ def time_interleaved(
     return times
 
 
-def measure(plan: Plan, progress: bool = True) -> list[dict]:
-    """Build each model once, then time every (batch, seq, threads) setting; torch's thread count is restored."""
+def measure(plan: Plan, progress: bool = True, models: Optional[dict[str, "torch.nn.Module"]] = None) -> list[dict]:
+    """Build each model once, then time every (batch, seq, threads) setting; torch's thread count is restored.
+
+    `models` is a cache a long-lived caller (the demo) keeps between calls: rows missing from it are built
+    and added to it, so BERT-large's random weights are made once, not per measurement.
+    """
     import torch
     from tqdm.auto import tqdm
 
-    models = {name: build_model(arch) for name, arch in plan.archs.items()}
+    models = {} if models is None else models
+    for name, arch in plan.archs.items():
+        if name not in models:
+            models[name] = build_model(arch)
     if plan.optimized:
         from bortzoo.cpu_inference import optimize
 
-        models.update({optimized_name(name): optimize(models[name], precision=OPTIMIZED_PRECISION)
-                       for name in plan.archs})
+        for name in plan.archs:
+            if optimized_name(name) not in models:
+                models[optimized_name(name)] = optimize(models[name], precision=OPTIMIZED_PRECISION)
     archs = plan.rows_archs()
+    models = {name: models[name] for name in archs}  # only this plan's rows, in its order
     original_threads = torch.get_num_threads()
     rows: list[dict] = []
     with tqdm(total=plan.timed_forwards, desc="bench", unit="fwd", file=sys.stderr, disable=not progress) as bar:
