@@ -28,8 +28,14 @@ SUPERGLUE: dict[str, dict[str, tuple[float, ...]]] = {
                    "AX-g": (97.8, 51.7)},
 }
 SUPERGLUE_SCORE = {"Bort": 74.1, "BERT-large": 69.0}
+# The SuperGLUE server's metric per column, in the order of the values above (no SuperGLUE task specs yet;
+# GLUE's come from the task specs).
+SUPERGLUE_METRICS = {"BoolQ": ("accuracy",), "CB": ("f1", "accuracy"), "COPA": ("accuracy",),
+                     "MultiRC": ("f1a", "em"), "ReCoRD": ("f1", "em"), "RTE": ("accuracy",), "WiC": ("accuracy",),
+                     "WSC": ("accuracy",), "AX-b": ("mcc",), "AX-g": ("gender parity", "accuracy")}
 
 TABLES = {"glue": GLUE, "superglue": SUPERGLUE}
+SCORES = {"glue": GLUE_SCORE, "superglue": SUPERGLUE_SCORE}
 
 # Where Bort is behind BERT-large in the authors' own tables: every card must say so.
 KNOWN_LOSSES = ("QQP (GLUE): 66.0/85.9 F1/accuracy against BERT-large's 72.1/89.3",
@@ -42,3 +48,15 @@ def reported(benchmark: str, board: str) -> Optional[dict[str, tuple[float, ...]
     if table is None or board not in table["Bort"]:
         return None
     return {model: scores[board] for model, scores in table.items()}
+
+
+def metric_names(benchmark: str, board: str) -> tuple[str, ...]:
+    """The metrics behind one published column's numbers, in their order."""
+    if benchmark == "superglue":
+        return SUPERGLUE_METRICS[board]
+    from bortzoo.data.tasks import tasks_of
+
+    for spec in tasks_of(benchmark):
+        if any(split.board == board and split.task is None for split in (*spec.validation, *spec.test)):
+            return spec.metrics
+    raise KeyError(f"no {benchmark} task reports column {board!r}")
