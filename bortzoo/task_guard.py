@@ -16,7 +16,7 @@ from bortzoo.data.tasks import CHOICE, get_task
 from bortzoo.errors import BortzooError
 from bortzoo.cpu_inference import GuardReport, guard, optimize
 
-__all__ = ["task_guard"]
+__all__ = ["task_guard", "check_head"]
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -41,7 +41,7 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
     if not splits:
         raise BortzooError(f"task {spec.name} has no labelled dev split to check accuracy on")
     reference, tokenizer = load(model)
-    _check_head(reference, spec, model)
+    check_head(reference, spec, model)
     data = TaskData(task, data_dir=data_dir, max_length=max_length, eval_batch_size=batch_size,
                     pair_encoding=pair_encoding)
     data.tokenizer = tokenizer
@@ -61,7 +61,7 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
     return guard(reference, optimize(reference, precision=precision), batches, labels=labels, metric=metric)
 
 
-def _check_head(model: torch.nn.Module, spec, ref: str) -> None:
+def check_head(model: torch.nn.Module, spec, ref: str) -> None:
     """A task check needs a task model whose head fits the task, not an encoder or another task's head."""
     config = getattr(model, "config", None)
     arch = (getattr(config, "architectures", None) or [type(model).__name__])[0]
