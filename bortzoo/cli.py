@@ -40,6 +40,12 @@ def _publish() -> Callable:
     return publish
 
 
+def _demo() -> Callable:
+    from bortzoo.demo.app import demo
+
+    return demo
+
+
 def _zoo_list() -> Callable:
     from bortzoo.zoo import zoo_list
 
@@ -58,8 +64,9 @@ SUBVERBS: dict[str, dict[str, Callable[[], Callable]]] = {"extract": {"report": 
 # Verbs whose arguments without a default are positional (`bortzoo publish RUN_DIR`).
 POSITIONAL = {"publish"}
 
-# name → (loader of the function, one-line help). Later verbs (agora, publish, demo) go here.
+# name → (loader of the function, one-line help). Later verbs (agora) go here.
 VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
+    "demo": (_demo, "the Gradio demo: BERT-large vs Bort, predictions, live CPU latency, accuracy (127.0.0.1:7860)"),
     "bench": (_bench, "CPU inference latency of architectures side by side (median, p90, ratios)"),
     "export": (_export, "a Student checkpoint as a transformers masked-LM folder (safetensors + tokenizer)"),
     "extract": (_extract, "the optimal-subarchitecture search; `bortzoo extract report --out DIR` merges shards"),

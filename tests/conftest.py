@@ -65,3 +65,11 @@ def recipe_copy(recipe: Path, tmp: Path, **overrides) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
+
+
+@pytest.fixture(scope="session")
+def demo_folders(tmp_path_factory) -> dict:
+    """Tiny random fine-tunes for both sides of the demo (see tests/demo_support.py)."""
+    from demo_support import make_demo_folders
+
+    return make_demo_folders(tmp_path_factory.mktemp("demo-models"))
