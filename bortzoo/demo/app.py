@@ -86,6 +86,8 @@ def build_app(handlers: Handlers):
         benchmark = gr.Dropdown(list(BENCHMARKS.values()), value="GLUE", label="benchmark", elem_id="benchmark")
         accuracy_notes = gr.Markdown(elem_id="accuracy-notes")
         accuracy_table = gr.Dataframe(headers=list(ACCURACY_HEADERS), interactive=False, wrap=True,
+                                      max_height=1200, datatype=["str"] * 7 + ["markdown"],
+                                      column_widths=["9%", "9%", "12%", "9%", "9%", "7%", "13%", "32%"],
                                       elem_id="accuracy-table")
         accuracy_plot = gr.Plot(label="BERT-large vs Bort", elem_id="accuracy-plot")
         with gr.Row():
@@ -155,7 +157,7 @@ def launch(handlers: Handlers, host: str = "127.0.0.1", port: Optional[int] = 78
     page = build_app(handlers)
     page.queue(default_concurrency_limit=concurrency, max_size=64)
     handlers.start()
-    threading.Thread(target=handlers.panel.prepare, name="bortzoo-demo-latency-models", daemon=True).start()
+    threading.Thread(target=handlers.prepare_latency, name="bortzoo-demo-latency-models", daemon=True).start()
     _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=quiet,
                             theme=theme(), footer_links=[], show_error=True)
     return page, url

@@ -39,6 +39,11 @@ class Handlers:
         if self.tasks:
             self.pool.request(self.tasks[0])
 
+    def prepare_latency(self) -> None:
+        """Build the latency panel's models, holding the compute lock so no prediction is timed meanwhile."""
+        with self.pool.compute:
+            self.panel.prepare()
+
     # -- task and inputs -----------------------------------------------------------------------------
     def task_inputs(self, task: str) -> dict:
         """The input boxes for `task`: labels, which are shown, and an example to start from."""

@@ -50,8 +50,13 @@ class LatencyPanel:
 
 def table(rows: Sequence[dict]) -> list[list]:
     """The rows as the page's table (numbers rounded as `bortzoo bench` prints them)."""
-    return [[r["model"], r["arch"], r["batch"], r["seq"], r["threads"], round(r["median_ms"], 2),
+    return [[r["model"], angled(r["arch"]), r["batch"], r["seq"], r["threads"], round(r["median_ms"], 2),
              round(r["p90_ms"], 2), round(r["vs_fastest"], 2), round(r["flop_ratio"], 2)] for r in rows]
+
+
+def angled(short: str) -> str:
+    """`<4,8,1024,768>` as the paper writes it, ⟨4,8,1024,768⟩."""
+    return short.replace("<", "⟨").replace(">", "⟩")
 
 
 def speedups(rows: Sequence[dict], slow: str = "BERT-large", fast: str = "Bort") -> dict[int, float]:
@@ -76,7 +81,7 @@ def summary(rows: Sequence[dict], plan: bench.Plan, info: Optional[dict] = None)
     lines.append(f"Measured now on **{info['cpu']}** ({info['cores']} cores) with **{threads} thread"
                  f"{'s' if threads != 1 else ''}**, torch {info['torch']}; {plan.warmup} warm-up forwards, then "
                  f"{plan.repeats} interleaved rounds (median and p90). Models have **random weights** of the real "
-                 f"shapes: {'; '.join(f'{side} {arch.short()}' for side, arch in plan.archs.items())}.")
+                 f"shapes: {'; '.join(f'{side} {angled(arch.short())}' for side, arch in plan.archs.items())}.")
     return "  \n".join(lines)
 
 

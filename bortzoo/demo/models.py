@@ -2,8 +2,8 @@
 
 Each (side, task) is a slot: missing (no checkpoint configured: the message says what to fetch), waiting,
 loading, ready, or failed (the error, one line). One slot failing never touches the other side. Only the
-last `keep_tasks` tasks stay in memory. All model compute goes through `compute`, one lock, so that a
-prediction's latency is never measured while another model runs on the same cores.
+last `keep_tasks` tasks stay in memory. All model work (loading, warming, predicting, timing) goes through
+`compute`, one lock, so that a latency is never measured while another model runs on the same cores.
 """
 
 from __future__ import annotations
@@ -113,9 +113,10 @@ class ModelPool:
     def _load(self, slot: Slot) -> None:
         slot.state = LOADING
         try:
-            loaded = self._loader(slot.ref, slot.task, self.settings)
-            if self._warm:
-                loaded.warm_ms = self._warm_up(loaded, slot.task)
+            with self.compute:  # reading 1.3 GB would disturb a prediction being timed on the other side
+                loaded = self._loader(slot.ref, slot.task, self.settings)
+                if self._warm:
+                    loaded.warm_ms = self._warm_up(loaded, slot.task)
         except BortzooError as err:
             slot.state, slot.message = FAILED, str(err)
         except Exception as err:  # a broken checkpoint must not take the demo (or the other side) down
