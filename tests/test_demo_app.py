@@ -119,7 +119,7 @@ def test_bortzoo_demo_starts_offline_with_nothing_downloaded(tmp_path):
         client = Client(url, verbose=False)
         bl, bl_note, bort, bort_note = client.predict("cola", "The book was written.", "", "", api_name="/predict")
         assert not bl and "not in the local Hugging Face cache" in bl_note
-        assert "yoshitomo-matsubara/bert-large-uncased-cola" in bl_note
+        assert "fetch it with `hf download yoshitomo-matsubara/bert-large-uncased-cola` while online" in bl_note
         assert not bort and "recipes/finetune/glue/cola-bort.yaml" in bort_note
         table, _, _ = client.predict("SuperGLUE", api_name="/accuracy")
         assert any(r[1] == "ReCoRD" and r[6].startswith("LOSS") for r in table["data"])

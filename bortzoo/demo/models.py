@@ -118,7 +118,7 @@ class ModelPool:
                 if self._warm:
                     loaded.warm_ms = self._warm_up(loaded, slot.task)
         except BortzooError as err:
-            slot.state, slot.message = FAILED, str(err)
+            slot.state, slot.message = FAILED, str(err) + fetch_hint(slot.ref)
         except Exception as err:  # a broken checkpoint must not take the demo (or the other side) down
             slot.state, slot.message = FAILED, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         else:
@@ -165,6 +165,19 @@ class ModelPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def fetch_hint(ref: str) -> str:
+    """For a Hub checkpoint that could not be loaded: the command that fetches it."""
+    import os
+
+    from bortzoo.hub import is_hub_id
+    from bortzoo.zoo import REGISTRY
+
+    if os.path.isdir(os.path.expanduser(ref)):
+        return ""
+    repo = REGISTRY[ref].hub_id if ref in REGISTRY else ref
+    return f" (fetch it with `hf download {repo}` while online)" if is_hub_id(repo) else ""
 
 
 def describe(slot: Slot) -> str:
