@@ -49,11 +49,17 @@ def test_assignments_from_mapping_or_list_and_errors_name_the_option():
 
 
 def test_build_settings_checks_every_value(tmp_path):
-    settings = build_settings(bort=["sst2=folder"], threads=1)
-    assert settings.checkpoint("Bort", "sst2") == "folder"
+    settings = build_settings(bort=[f"sst2={tmp_path}"], threads=1)
+    assert settings.checkpoint("Bort", "sst2") == str(tmp_path)
     assert settings.checkpoint("BERT-large", "sst2") == "bert-large-sst2"
     assert settings.tasks()[:2] == ["cola", "sst2"] and "race-all" not in settings.tasks()
-    assert build_settings(zoo=False, bort=["rte=x"]).tasks() == ["rte"]
+    assert build_settings(zoo=False, bort=[f"rte={tmp_path}"]).tasks() == ["rte"]
+    with pytest.raises(BortzooError, match="--bort sst2=runs/nope/x: no such folder, and not a zoo name"):
+        build_settings(bort=["sst2=runs/nope/x"])
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(BortzooError, match="--bert_large rte=.*file.txt: is a file"):
+        build_settings(bert_large=[f"rte={tmp_path / 'file.txt'}"])
+    assert build_settings(bort=["sst2=some-org/some-model"]).checkpoint("Bort", "sst2") == "some-org/some-model"
     with pytest.raises(BortzooError, match="--data: sst2=.* is not a folder"):
         build_settings(data=["sst2=" + str(tmp_path / "nope")])
     with pytest.raises(BortzooError, match="--threads must be an integer from 1"):

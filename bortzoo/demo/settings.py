@@ -110,8 +110,11 @@ def build_settings(bert_large: Assignments = None, bort: Assignments = None, dat
     """The demo's settings from the verb's options: the zoo's checkpoints (unless `zoo` is false) overlaid
     with the given ones; every value checked, with the option named in the error."""
     checkpoints = zoo_checkpoints() if zoo else {side: {} for side in SIDES}
-    checkpoints["BERT-large"].update(parse_assignments(bert_large, "--bert_large"))
-    checkpoints["Bort"].update(parse_assignments(bort, "--bort"))
+    for side, given, option in (("BERT-large", bert_large, "--bert_large"), ("Bort", bort, "--bort")):
+        refs = parse_assignments(given, option)
+        for task, ref in refs.items():
+            _check_ref(ref, f"{option} {task}={ref}")
+        checkpoints[side].update(refs)
     data_dirs = parse_assignments(data, "--data")
     for task, folder in data_dirs.items():
         if not os.path.isdir(folder):
@@ -140,6 +143,18 @@ def build_settings(bert_large: Assignments = None, bort: Assignments = None, dat
     settings = DemoSettings(checkpoints=checkpoints, latency_archs=archs, data=data_dirs, results=extra,
                             threads=threads, max_length=max_length, keep_tasks=keep_tasks)
     return settings
+
+
+def _check_ref(ref: str, where: str) -> None:
+    """A reference must be a folder, a zoo name or a Hub id: a mistyped path fails at start, not on first use."""
+    from bortzoo.hub import is_hub_id
+    from bortzoo.zoo import REGISTRY
+
+    path = os.path.expanduser(ref)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise BortzooError(f"{where}: is a file; give a model folder, a zoo name or a Hub id")
+    if not os.path.isdir(path) and ref not in REGISTRY and not is_hub_id(ref):
+        raise BortzooError(f"{where}: no such folder, and not a zoo name or Hub id (`bortzoo zoo list`)")
 
 
 def how_to_get(side: str, task: str) -> str:
