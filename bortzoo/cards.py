@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.data.tasks import CHOICE, get_task
+from bortzoo.data.tasks import MULTI_OPTION, get_task
 from bortzoo.errors import BortzooError
 from bortzoo.hub import is_hub_id
 from bortzoo.published import KNOWN_LOSSES, SOURCE, reported
@@ -149,7 +149,7 @@ def task_eval_results(run: Run) -> list:
     data_dir = run.data_args().get("data_dir")
     dataset = spec.dataset if not data_dir else str(data_dir)
     splits = {item.board: item.split for item in spec.validation}
-    task_type = "multiple-choice" if spec.kind == CHOICE else "text-classification"
+    task_type = "multiple-choice" if spec.kind in MULTI_OPTION else "text-classification"
     best, seed = run.results["best"], run.results.get("seed")
     out = []
     for board, metrics in best["splits"].items():
@@ -264,10 +264,10 @@ def _task_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
         "warmup_ratio", "layer_decay", "reinit_layers", "dropout")) + _hparams(run.data_args(), ("batch_size",
         "max_length")) + _hparams(run.config.get("trainer") or {}, ("max_epochs", "max_steps", "precision")),
         "truncated": run.results.get("truncated") or {}, "random_init": args.get("model") is None,
-        "auto_class": "AutoModelForMultipleChoice" if spec.kind == CHOICE else "AutoModelForSequenceClassification",
+        "auto_class": "AutoModelForMultipleChoice" if spec.kind in MULTI_OPTION else "AutoModelForSequenceClassification",
         "config_sha256": run.results.get("config_sha256"),
     }
-    metadata = {"pipeline_tag": None if spec.kind == CHOICE else "text-classification",
+    metadata = {"pipeline_tag": None if spec.kind in MULTI_OPTION else "text-classification",
                 "tags": _tags(spec.benchmark, spec.name), "datasets": [spec.dataset] if not data_dir else None,
                 "base_model": source if source and is_hub_id(str(source)) and not Path(str(source)).exists() else None,
                 "metrics": sorted({HUB_METRICS[m] for m in spec.metrics}), "eval_results": task_eval_results(run)}

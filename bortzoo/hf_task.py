@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from bortzoo.data.tasks import CHOICE, REGRESSION, TaskSpec
+from bortzoo.data.tasks import MULTI_OPTION, REGRESSION, TaskSpec
 from bortzoo.errors import BortzooError
 
 SUPPORTED_MODEL_TYPES = ("bert",)
@@ -31,7 +31,7 @@ def hf_task_class(spec: TaskSpec):
     """The transformers class a model for `spec` is saved as."""
     from transformers import BertForMultipleChoice, BertForSequenceClassification
 
-    return BertForMultipleChoice if spec.kind == CHOICE else BertForSequenceClassification
+    return BertForMultipleChoice if spec.kind in MULTI_OPTION else BertForSequenceClassification
 
 
 def hf_task_config(task_model):
@@ -46,7 +46,7 @@ def hf_task_config(task_model):
     if spec.kind == REGRESSION:
         config.problem_type = "regression"
         config.id2label, config.label2id = {0: "score"}, {"score": 0}
-    elif spec.kind == CHOICE:
+    elif spec.kind in MULTI_OPTION:
         config.id2label, config.label2id = {0: "score"}, {"score": 0}
     else:
         config.problem_type = "single_label_classification"

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from bortzoo.data.tasks import CHOICE, get_task
+from bortzoo.data.tasks import MULTI_OPTION, get_task
 from bortzoo.errors import BortzooError
 from bortzoo.cpu_inference import GuardReport, guard, optimize
 
@@ -65,8 +65,8 @@ def check_head(model: torch.nn.Module, spec, ref: str) -> None:
     """A task check needs a task model whose head fits the task, not an encoder or another task's head."""
     config = getattr(model, "config", None)
     arch = (getattr(config, "architectures", None) or [type(model).__name__])[0]
-    wanted = "ForMultipleChoice" if spec.kind == CHOICE else "ForSequenceClassification"
+    wanted = "ForMultipleChoice" if spec.kind in MULTI_OPTION else "ForSequenceClassification"
     if wanted not in type(model).__name__:
         raise BortzooError(f"{ref} is a {arch}; checking {spec.name} needs a model fine-tuned on it (a *{wanted})")
-    if spec.kind != CHOICE and getattr(config, "num_labels", spec.num_labels) != spec.num_labels:
+    if spec.kind not in MULTI_OPTION and getattr(config, "num_labels", spec.num_labels) != spec.num_labels:
         raise BortzooError(f"{ref} has {config.num_labels} outputs; {spec.name} has {spec.num_labels}")

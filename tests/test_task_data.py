@@ -12,7 +12,7 @@ import torch
 from bortzoo.data.fixtures import TINY_TASKS_DIR, dataset_folder, glue_features, race_features
 from bortzoo.data.task_data import (PadCollator, TaskData, Template, _longest_first, check_labels, encode_split,
                                     load_split)
-from bortzoo.data.tasks import CHOICE, RACE_LETTERS, REGRESSION, TASKS, get_task, race_pairs
+from bortzoo.data.tasks import CHOICE, RACE_LETTERS, RANKING, REGRESSION, TASKS, get_task, race_pairs
 from bortzoo.errors import BortzooError
 from bortzoo.hub import load_tokenizer
 
@@ -70,18 +70,43 @@ def raw(spec, split):
 
 
 def expected_labels(spec, table, hidden: bool) -> list:
+    if spec.kind == RANKING:  # one 0/1 per candidate entity (all 0 where the answers are hidden)
+        return [[0] * len(spec.candidates(row)) if hidden else spec.target(row) for row in table]
     if hidden:
         return [-1] * table.num_rows
-    if spec.kind == CHOICE:
+    if spec.benchmark == "race":
         return [RACE_LETTERS.index(a) for a in table["answer"]]
     return list(table["label"])
+
+
+def assert_labels(got: list, expected: list) -> None:
+    """Scores compare approximately (STS-B's float32); class ids and a ranking's 0/1 lists exactly."""
+    if expected and isinstance(expected[0], list):
+        assert list(got) == expected
+    else:
+        assert got == pytest.approx(expected)
+
+
+def id_key(example_id):
+    """A hashable form of an example id (MultiRC's and ReCoRD's ids are dicts)."""
+    return json.dumps(example_id, sort_keys=True) if isinstance(example_id, dict) else example_id
 
 
 def check_batch(batch: dict, spec, tokenizer, rows: list[dict]) -> None:
     """A collated batch against the encoded rows it was built from."""
     size = len(rows)
     ids, mask, types, labels = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["labels"]
-    if spec.kind == CHOICE:
+    if spec.kind == RANKING:  # rows padded to the most candidates with one-token dummies, masked out
+        options = max(len(row["input_ids"]) for row in rows)
+        assert ids.dim() == 3 and ids.shape[:2] == (size, options)
+        assert batch["option_mask"].tolist() == [[i < len(row["input_ids"]) for i in range(options)] for row in rows]
+        assert batch["candidates"] == [row["candidates"] for row in rows]
+        assert batch["answers"] == [row["gold_answers"] for row in rows]
+        assert labels.tolist() == [[*row["labels"], *[0] * (options - len(row["labels"]))] for row in rows]
+        keep = batch["option_mask"].reshape(-1)
+        ids, mask, types = (t.reshape(-1, t.shape[-1])[keep] for t in (ids, mask, types))
+        sequences = [seq for row in rows for seq in row["input_ids"]]
+    elif spec.kind == CHOICE:
         assert ids.dim() == 3 and ids.shape[:2] == (size, spec.num_choices)
         sequences = [seq for row in rows for seq in row["input_ids"]]
     else:
@@ -100,10 +125,13 @@ def check_batch(batch: dict, spec, tokenizer, rows: list[dict]) -> None:
         assert set(row_ids[row_mask == 0].tolist()) <= {tokenizer.pad_token_id}
         assert seq[0] == tokenizer.bos_token_id and seq[-1] == tokenizer.eos_token_id
     assert not types.any()  # RoBERTa-style: one token type
-    assert labels.shape == (size,)
-    assert labels.dtype == (torch.float32 if spec.kind == REGRESSION else torch.long)
-    assert labels.tolist() == pytest.approx([row["labels"] for row in rows])
+    if spec.kind != RANKING:
+        assert labels.shape == (size,)
+        assert labels.dtype == (torch.float32 if spec.kind == REGRESSION else torch.long)
+        assert labels.tolist() == pytest.approx([row["labels"] for row in rows])
     assert batch["ids"] == [row["ids"] for row in rows]
+    if spec.group is not None:
+        assert batch["groups"].tolist() == [row["groups"] for row in rows]
 
 
 def check_loader(loader, dataset, spec, tokenizer, raw_table, hidden: bool) -> None:
@@ -116,7 +144,9 @@ def check_loader(loader, dataset, spec, tokenizer, raw_table, hidden: bool) -> N
         seen += len(rows)
     assert seen == raw_table.num_rows
     assert dataset["ids"] == list(raw_table[spec.id_column])
-    assert dataset["labels"] == pytest.approx(expected_labels(spec, raw_table, hidden))
+    if spec.group is not None:
+        assert dataset["groups"] == [list(spec.group(row)) for row in raw_table]
+    assert_labels(dataset["labels"], expected_labels(spec, raw_table, hidden))
 
 
 # -- 1. every registered task through TaskData ------------------------------------------------------------
@@ -125,27 +155,28 @@ def test_every_task_loads_encodes_and_batches(tok, name):
     spec = get_task(name)
     dm = task_data(spec, tok, max_length=256, batch_size=7, eval_batch_size=10)
 
-    if spec.train is None:  # ax: predicted by the MNLI model only
+    if spec.train is None:  # ax, axb, axg: predicted by the MNLI (RTE) model only
         with pytest.raises(BortzooError, match=spec.predicted_by) as err:
             dm.setup("fit")
-        assert "mnli" in str(err.value) and "no training data" in str(err.value)
-        for stage in ("validate", "test"):
-            with pytest.raises(BortzooError, match=f"task ax has no labelled split to {stage} on.*mnli"):
+        assert "no training data" in str(err.value)
+        # SuperGLUE's diagnostics have public labels: `test` reads them (TaskModel scores them under RTE)
+        for stage in ("validate",) if spec.test_labels else ("validate", "test"):
+            with pytest.raises(BortzooError, match=f"task {name} has no labelled split to {stage} on.*{spec.predicted_by}"):
                 dm.setup(stage)
-        assert dm.val_dataloader() == [] and dm.test_dataloader() == []
+        assert dm.val_dataloader() == [] and (len(dm.test_dataloader()) == 1 if spec.test_labels else dm.test_dataloader() == [])
     else:
         dm.setup("fit")
         key = f"{spec.name}/{spec.train}"
         assert list(dm.datasets) == [key]  # fit tokenises the training split up front
         train = dm.datasets[key]
-        assert len(train) == rows_of(name, "train")
+        assert len(train) == raw(spec, "train").num_rows == (rows_of(name, "train") if spec.benchmark != "superglue" else len(train))
         loader = dm.train_dataloader()
         batch = next(iter(loader))
         assert len(batch["ids"]) == 7
-        by_id = {row["ids"]: row for row in train}
-        check_batch(batch, spec, tok, [by_id[i] for i in batch["ids"]])
-        assert sorted(i for b in loader for i in b["ids"]) == sorted(by_id)  # an epoch sees every row once
-        assert train["labels"] == pytest.approx(expected_labels(spec, raw(spec, "train"), hidden=False))
+        by_id = {id_key(row["ids"]): row for row in train}
+        check_batch(batch, spec, tok, [by_id[id_key(i)] for i in batch["ids"]])
+        assert sorted(id_key(i) for b in loader for i in b["ids"]) == sorted(by_id)  # an epoch sees every row once
+        assert_labels(train["labels"], expected_labels(spec, raw(spec, "train"), hidden=False))
 
         # validate: the dev splits, one loader each (MNLI: matched and mismatched)
         loaders = dm.val_dataloader()
@@ -155,31 +186,38 @@ def test_every_task_loads_encodes_and_batches(tok, name):
         for loader, data, item in zip(loaders, datasets, spec.validation):
             check_loader(loader, data, spec, tok, raw(spec, item.split), hidden=False)
 
-        # test: GLUE's test labels are hidden, so it reads the dev splits; RACE's are public
-        test_splits = [s.split for s in dm.splits_for("test")]
+        # test: GLUE's and SuperGLUE's test labels are hidden, so it reads the dev splits (and the SuperGLUE
+        # diagnostics the RTE model predicts, whose labels are public); RACE's are public
+        items = dm.splits_for("test")
         datasets = dm._eval("test")
         loaders = dm.test_dataloader()
         if spec.benchmark == "race":
-            assert test_splits == ["test"]
+            assert [s.split for s in items] == ["test"]
+        elif name == "superglue-rte":
+            assert [(s.task, s.split) for s in items] == [(None, "validation"), ("axb", "test"), ("axg", "test")]
         else:
-            assert test_splits == [s.split for s in spec.validation]
-        assert len(loaders) == len(test_splits)
-        for loader, data, split in zip(loaders, datasets, test_splits):
-            assert len(data) == rows_of(name, split)
-            check_loader(loader, data, spec, tok, raw(spec, split), hidden=False)
-            assert min(data["labels"]) >= 0  # real labels, not the hidden -1
+            assert items == spec.validation
+        assert len(loaders) == len(items)
+        for loader, data, item in zip(loaders, datasets, items):
+            task = get_task(item.task) if item.task else spec
+            assert len(data) == raw(task, item.split).num_rows
+            check_loader(loader, data, task, tok, raw(task, item.split), hidden=False)
+            if spec.kind != RANKING:
+                assert min(data["labels"]) >= 0  # real labels, not the hidden -1
 
     # predict: the test splits (MNLI's three: matched, mismatched and the AX diagnostic)
     items = dm.splits_for("predict")
     loaders = dm.predict_dataloader()
     datasets = dm._eval("predict")
-    expected = {"mnli": ["mnli/test_matched", "mnli/test_mismatched", "ax/test"]}.get(name, [f"{name}/test"])
+    expected = {"mnli": ["mnli/test_matched", "mnli/test_mismatched", "ax/test"],
+                "superglue-rte": ["superglue-rte/test", "axb/test", "axg/test"]}.get(name, [f"{name}/test"])
     assert [f"{s.task or name}/{s.split}" for s in items] == expected
-    assert [s.board for s in items] == (["MNLI-m", "MNLI-mm", "AX"] if name == "mnli" else [s.board for s in spec.test])
+    boards = {"mnli": ["MNLI-m", "MNLI-mm", "AX"], "superglue-rte": ["RTE", "AX-b", "AX-g"]}
+    assert [s.board for s in items] == boards.get(name, [s.board for s in spec.test])
     assert len(loaders) == len(datasets) == len(expected)
     for loader, data, item in zip(loaders, datasets, items):
         task = get_task(item.task) if item.task else spec
-        check_loader(loader, data, spec, tok, raw(task, item.split), hidden=not task.test_labels)
+        check_loader(loader, data, task, tok, raw(task, item.split), hidden=not task.test_labels)
     assert set(expected) <= set(dm.datasets)
     assert all(cut == 0 for cut in dm.truncated.values()), dm.truncated  # 256 tokens hold every fixture row
 
@@ -465,7 +503,8 @@ def test_class_label_names_are_mapped_to_ids(tmp_path, tok):
     folder = hub_folder(tmp_path / "data", "sst2", {"validation": sst2_rows(["positive", "negative", "positive", 0])})
     data = load_split(get_task("sst2"), "validation", data_dir=folder)
     assert check_labels(get_task("sst2"), data, "validation", hidden=False) == [1, 0, 1, 0]
-    encoded, cut = encode_split(get_task("sst2"), data, "validation", tok, 64)
+    result = encode_split(get_task("sst2"), data, "validation", tok, 64)
+    encoded, cut = result.data, result.truncated
     assert encoded["labels"] == [1, 0, 1, 0] and cut == 0
     with pytest.raises(BortzooError, match="label 'Positive' is not one of 0..1"):  # names are exact
         check_labels(get_task("sst2"), data.map(lambda r: {"label": "Positive"}), "validation", hidden=False)
@@ -492,7 +531,7 @@ def test_regression_label_range(tmp_path, tok):
     good = hub_folder(tmp_path / "good", "stsb", {"validation": stsb_rows(["3.5", 0.0, 5.0, "2"])})
     data = load_split(spec, "validation", data_dir=good)
     assert check_labels(spec, data, "validation", hidden=False) == [3.5, 0.0, 5.0, 2.0]
-    encoded, _ = encode_split(spec, data, "validation", tok, 64)
+    encoded = encode_split(spec, data, "validation", tok, 64).data
     assert encoded["labels"] == [3.5, 0.0, 5.0, 2.0]
     batch = PadCollator(tok.pad_token_id, regression=True)([encoded[i] for i in range(4)])
     assert batch["labels"].dtype == torch.float32
@@ -610,7 +649,7 @@ def test_hidden_labels_are_not_checked(tmp_path, tok):
     assert check_labels(stsb, data, "test", hidden=True) == [-1, -1, -1]
     with pytest.raises(BortzooError, match="row 0"):
         check_labels(stsb, data, "test", hidden=False)
-    encoded, _ = encode_split(stsb, data, "test", tok, 64, hidden=True)
+    encoded = encode_split(stsb, data, "test", tok, 64, hidden=True).data
     assert encoded["labels"] == [-1.0, -1.0, -1.0]
 
     sst2 = get_task("sst2")

@@ -4,7 +4,8 @@ Data comes from the task's Hub dataset (`nyu-mll/glue`, `ehovy/race`) or from a 
 the same way (a clone of the repo, or the project's tiny fixtures), through `datasets.load_dataset`.
 Every row is checked against the spec before training starts: a missing column, a label outside the
 spec, a score that is not a number or an empty split stops the run with the task, split, row and column.
-Texts longer than `max_length` are truncated longest-first, counted and reported, never dropped.
+Texts longer than `max_length` are truncated longest-first, counted and reported, never dropped; so are
+rows a task can read but not perfectly (a ReCoRD query without its placeholder: the spec's `notes`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from bortzoo.data.tasks import CHOICE, CLASSES, REGRESSION, EvalSplit, TaskSpec, get_task
+from bortzoo.data.tasks import CHOICE, CLASSES, RANKING, REGRESSION, EvalSplit, RowError, TaskSpec, get_task
 from bortzoo.errors import BortzooError
 
 PAIR_ENCODINGS = ("tokenizer", "bort")
-ENCODING_VERSION = "1"  # bump when the encoding below changes, so cached encodings are not reused
+ENCODING_VERSION = "2"  # bump when the encoding below changes, so cached encodings are not reused
 
 
 # -- loading and checking ------------------------------------------------------------------------------
@@ -81,6 +82,42 @@ def check_texts(spec: TaskSpec, data, split: str) -> None:
                                    "(null); is the column missing from the data files?")
 
 
+def check_rows(spec: TaskSpec, data, split: str) -> dict[str, list[tuple[int, str]]]:
+    """Every row through the spec's own reading (`pairs`, `notes`, `group`): a row it cannot read stops the
+    run naming task, split, row and column; a row it reads imperfectly is returned as a note per column,
+    ``{column: [(row number, what), ...]}``, for the caller to count and report. Tasks read column by
+    column (most GLUE tasks) have nothing to check here."""
+    notes: dict[str, list[tuple[int, str]]] = {}
+    if spec.pairs is None and spec.notes is None and spec.group is None:
+        return notes
+    for row_number, row in enumerate(data.select_columns(list(spec.columns))):
+        where = f"task {spec.name}, split {split}, row {row_number}"
+        try:
+            pairs = spec.texts(row)
+            if spec.group is not None:
+                spec.group(row)
+            for column, what in (spec.notes(row) if spec.notes is not None else []):
+                notes.setdefault(column, []).append((row_number, what))
+        except RowError as err:
+            raise BortzooError(f"{where}, column {err.column!r}: {err}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise BortzooError(f"{where}: cannot read the row ({type(err).__name__}: {err})") from None
+        if spec.kind == CHOICE and len(pairs) != spec.num_choices:
+            raise BortzooError(f"{where}, column {spec.text_fields[-1]!r}: expected {spec.num_choices} options, "
+                               f"got {len(pairs)}")
+    return notes
+
+
+def describe_notes(key: str, notes: dict[str, list[tuple[int, str]]], total: int, shown: int = 3) -> str:
+    """One line per column: how many rows have a note, and the first few with their row numbers."""
+    lines = []
+    for column, items in notes.items():
+        sample = "; ".join(f"row {row}: {what}" for row, what in items[:shown])
+        more = f"; and {len(items) - shown:,} more" if len(items) > shown else ""
+        lines.append(f"{key}: {len(items):,} of {total:,} rows, column {column!r}: {sample}{more}")
+    return "\n".join(lines)
+
+
 def check_labels(spec: TaskSpec, data, split: str, hidden: bool) -> list:
     """The label of every row, checked against the spec; a bad one names its row and column.
 
@@ -92,7 +129,8 @@ def check_labels(spec: TaskSpec, data, split: str, hidden: bool) -> list:
     names = {name: i for i, name in enumerate(spec.label_names)}
     labels = []
     # A plain label column is read whole (fast on MNLI's 393k rows); a label function sees each row.
-    values = data[column] if spec.label is None else data.select_columns(list(spec.label_columns))
+    values = data[column] if spec.label is None else data.select_columns(
+        list(dict.fromkeys((*spec.label_columns, *spec.text_fields))))
     for row_number, value in enumerate(values):
         where = f"task {spec.name}, split {split}, row {row_number}, column {column!r}"
         if spec.label is not None:
@@ -106,6 +144,12 @@ def check_labels(spec: TaskSpec, data, split: str, hidden: bool) -> list:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(spec.label_names):
                 raise BortzooError(f"{where}: label {value!r} is not one of 0..{len(spec.label_names) - 1} "
                                    f"({', '.join(spec.label_names)})")
+        elif spec.kind == CHOICE:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < spec.num_choices:
+                raise BortzooError(f"{where}: label {value!r} is not an option index 0..{spec.num_choices - 1}")
+        elif spec.kind == RANKING:
+            if not isinstance(value, list) or any(v not in (0, 1) for v in value):
+                raise BortzooError(f"{where}: label {value!r} is not one 0/1 per candidate")
         elif spec.kind == REGRESSION:
             try:
                 value = float(value)
@@ -188,17 +232,26 @@ def _longest_first(n_first: int, n_second: int, room: int) -> tuple[int, int]:
     return math.ceil(room / 2), room // 2
 
 
-def encode_rows(batch: dict[str, list], spec: TaskSpec, tokenizer, template: Template, max_length: int) -> dict:
-    """A `datasets.map` batch function: the token ids of every row (one sequence per option for choices)."""
+def encode_rows(batch: dict[str, list], spec: TaskSpec, tokenizer, template: Template, max_length: int,
+                hidden: bool = False) -> dict:
+    """A `datasets.map` batch function: the token ids of every row (one sequence per option for choices, per
+    candidate for rankings), and what the metrics need beside the label: `groups` (the row's group key),
+    and for rankings the `candidates`, the `gold_answers` and the `labels` (one 0/1 per candidate)."""
     count = len(next(iter(batch.values())))
     rows = [{key: batch[key][i] for key in batch} for i in range(count)]
     pairs = [spec.texts(row) for row in rows]
     texts = list(dict.fromkeys(t for row_pairs in pairs for pair in row_pairs for t in pair if t is not None))
     ids = dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else {}
     out: dict[str, list] = {"input_ids": [], "token_type_ids": [], "truncated": []}
+    if spec.group is not None:
+        out["groups"] = [list(spec.group(row)) for row in rows]
+    if spec.kind == RANKING:
+        out["candidates"] = [spec.candidates(row) for row in rows]
+        out["gold_answers"] = [[] if hidden else list(row[spec.label_columns[0]] or []) for row in rows]
+        out["labels"] = [[0] * len(c) if hidden else spec.target(row) for c, row in zip(out["candidates"], rows)]
     for row_pairs in pairs:
         built = [template.build(ids[a], ids[b] if b is not None else None, max_length) for a, b in row_pairs]
-        if spec.kind == CHOICE:
+        if spec.kind in (CHOICE, RANKING):
             out["input_ids"].append([x[0] for x in built])
             out["token_type_ids"].append([x[1] for x in built])
         else:
@@ -208,30 +261,45 @@ def encode_rows(batch: dict[str, list], spec: TaskSpec, tokenizer, template: Tem
     return out
 
 
+@dataclass
+class Encoded:
+    """A split as model inputs (`input_ids`, `token_type_ids`, `labels`, `ids`, and `groups`, `candidates`,
+    `gold_answers` where the task has them), how many rows were truncated, and the rows' notes."""
+
+    data: Any
+    truncated: int
+    notes: dict[str, list[tuple[int, str]]]
+
+
 def encode_split(spec: TaskSpec, data, split: str, tokenizer, max_length: int, pair_encoding: str = "tokenizer",
-                 hidden: bool = False):
-    """The split as model inputs (`input_ids`, `token_type_ids`, `labels`, `ids`), and how many rows were cut."""
-    if spec.kind == CHOICE:
-        _check_choices(spec, data, split)
+                 hidden: bool = False) -> Encoded:
+    """Check every row of the split (texts, the spec's reading of it, labels), then tokenise it."""
     check_texts(spec, data, split)
+    if spec.kind == CHOICE and spec.pairs is None:
+        _check_option_lists(spec, data, split)
+    notes = check_rows(spec, data, split)
     labels = check_labels(spec, data, split, hidden)
     template = Template.of(tokenizer, pair_encoding)
     key = "|".join([ENCODING_VERSION, spec.name, split, str(getattr(data, "_fingerprint", "")), str(data.cache_files),
-                    str(getattr(tokenizer, "name_or_path", "")), str(len(tokenizer)), str(max_length), pair_encoding])
+                    str(getattr(tokenizer, "name_or_path", "")), str(len(tokenizer)), str(max_length), pair_encoding,
+                    str(hidden)])
     encoded = data.map(
         encode_rows, batched=True, batch_size=1000,
-        fn_kwargs={"spec": spec, "tokenizer": tokenizer, "template": template, "max_length": max_length},
+        fn_kwargs={"spec": spec, "tokenizer": tokenizer, "template": template, "max_length": max_length,
+                   "hidden": hidden},
         remove_columns=[c for c in data.column_names if c != spec.id_column],
         new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32],
         desc=f"tokenise {spec.name}/{split}",
     )
     encoded = encoded.rename_column(spec.id_column, "ids") if spec.id_column != "ids" else encoded
-    encoded = encoded.add_column("labels", [float(x) for x in labels] if spec.kind == REGRESSION else labels)
+    if spec.kind != RANKING:  # a ranking's labels (one per candidate) come out of encode_rows
+        encoded = encoded.add_column("labels", [float(x) for x in labels] if spec.kind == REGRESSION else labels)
     truncated = int(sum(encoded["truncated"]))
-    return encoded.remove_columns(["truncated"]), truncated
+    return Encoded(encoded.remove_columns(["truncated"]), truncated, notes)
 
 
-def _check_choices(spec: TaskSpec, data, split: str) -> None:
+def _check_option_lists(spec: TaskSpec, data, split: str) -> None:
+    """A choice task whose options are one list column (RACE): the list has exactly `num_choices` options."""
     field = spec.text_fields[-1]
     for row_number, options in enumerate(data[field]):
         if not isinstance(options, (list, tuple)) or len(options) != spec.num_choices:
@@ -242,7 +310,13 @@ def _check_choices(spec: TaskSpec, data, split: str) -> None:
 
 # -- batching -----------------------------------------------------------------------------------------
 class PadCollator:
-    """Pads a batch to its longest sequence (options of a multiple-choice row padded alike)."""
+    """Pads a batch to its longest sequence; the options of multiple-choice rows are padded alike.
+
+    Rows with different numbers of options (a ranking's candidates) are padded to the most options in the
+    batch with one-token dummy sequences, and `option_mask` ([rows, options], True for real options) tells the
+    model which to ignore. Group keys become a `groups` tensor; a ranking's `candidates` and gold answers
+    (`answers`) stay lists of strings for the metrics and the leaderboard file.
+    """
 
     def __init__(self, pad_id: int, regression: bool = False):
         self.pad_id = pad_id
@@ -251,23 +325,43 @@ class PadCollator:
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
         ids = [row["input_ids"] for row in rows]
         choice = bool(ids) and isinstance(ids[0][0], list)
-        flat_ids = [seq for item in ids for seq in item] if choice else ids
-        flat_types = [seq for row in rows for seq in row["token_type_ids"]] if choice else [r["token_type_ids"] for r in rows]
+        types = [row["token_type_ids"] for row in rows]
+        options = max(len(item) for item in ids) if choice else 0
+        ragged = choice and any(len(item) != options for item in ids)
+        if choice:  # pad every row to `options` sequences; a dummy is one attended pad token (no empty softmax)
+            flat_ids = [seq for item in ids for seq in (*item, *[[self.pad_id]] * (options - len(item)))]
+            flat_types = [seq for item in types for seq in (*item, *[[0]] * (options - len(item)))]
+        else:
+            flat_ids, flat_types = ids, types
         longest = max(len(seq) for seq in flat_ids)
         input_ids = torch.full((len(flat_ids), longest), self.pad_id, dtype=torch.long)
-        types = torch.zeros((len(flat_ids), longest), dtype=torch.long)
+        token_types = torch.zeros((len(flat_ids), longest), dtype=torch.long)
         mask = torch.zeros((len(flat_ids), longest), dtype=torch.long)
         for i, (seq, seq_types) in enumerate(zip(flat_ids, flat_types)):
             input_ids[i, :len(seq)] = torch.tensor(seq)
-            types[i, :len(seq)] = torch.tensor(seq_types)
+            token_types[i, :len(seq)] = torch.tensor(seq_types)
             mask[i, :len(seq)] = 1
+        batch: dict[str, Any] = {"ids": [row["ids"] for row in rows]}
         if choice:
-            shape = (len(rows), len(ids[0]), longest)
-            input_ids, types, mask = input_ids.view(shape), types.view(shape), mask.view(shape)
-        dtype = torch.float if self.regression else torch.long
-        return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types,
-                "labels": torch.tensor([row["labels"] for row in rows], dtype=dtype),
-                "ids": [row["ids"] for row in rows]}
+            shape = (len(rows), options, longest)
+            input_ids, token_types, mask = input_ids.view(shape), token_types.view(shape), mask.view(shape)
+        batch.update(input_ids=input_ids, attention_mask=mask, token_type_ids=token_types)
+        if ragged or (choice and isinstance(rows[0]["labels"], list)):
+            option_mask = torch.zeros((len(rows), options), dtype=torch.bool)
+            for i, item in enumerate(ids):
+                option_mask[i, :len(item)] = True
+            batch["option_mask"] = option_mask
+        labels = [row["labels"] for row in rows]
+        if labels and isinstance(labels[0], list):  # one 0/1 per candidate
+            batch["labels"] = torch.tensor([[*x, *[0] * (options - len(x))] for x in labels], dtype=torch.float)
+        else:
+            batch["labels"] = torch.tensor(labels, dtype=torch.float if self.regression else torch.long)
+        if "groups" in rows[0]:
+            batch["groups"] = torch.tensor([row["groups"] for row in rows], dtype=torch.long)
+        if "candidates" in rows[0]:
+            batch["candidates"] = [row["candidates"] for row in rows]
+            batch["answers"] = [row["gold_answers"] for row in rows]
+        return batch
 
 
 # -- the DataModule -----------------------------------------------------------------------------------
@@ -311,6 +405,7 @@ class TaskData(L.LightningDataModule):
         self.tokenizer = None
         self.datasets: dict[str, Any] = {}
         self.truncated: dict[str, int] = {}
+        self.notes: dict[str, dict[str, list[tuple[int, str]]]] = {}
 
     # -- setup ---------------------------------------------------------------------------------------
     def _tokenizer(self):
@@ -332,12 +427,15 @@ class TaskData(L.LightningDataModule):
             data = load_split(task, split, self.hparams.data_dir, self.hparams.dataset_revision)
             if split == task.train and self.hparams.train_limit:
                 data = data.select(range(min(self.hparams.train_limit, len(data))))
-            encoded, cut = encode_split(task, data, split, self._tokenizer(), self.hparams.max_length,
-                                        self.hparams.pair_encoding, hidden)
-            self.datasets[key], self.truncated[key] = encoded, cut
-            if cut:
-                rank_zero_info(f"{key}: {cut:,} of {len(encoded):,} rows were longer than {self.hparams.max_length} "
-                               "tokens and were truncated (longer text first)")
+            encoded = encode_split(task, data, split, self._tokenizer(), self.hparams.max_length,
+                                   self.hparams.pair_encoding, hidden)
+            self.datasets[key], self.truncated[key], self.notes[key] = encoded.data, encoded.truncated, encoded.notes
+            if encoded.truncated:
+                rank_zero_info(f"{key}: {encoded.truncated:,} of {len(encoded.data):,} rows were longer than "
+                               f"{self.hparams.max_length} tokens and were truncated (longer text first)")
+            if encoded.notes:
+                rank_zero_warn(f"rows kept with a problem (counted, not dropped):\n"
+                               f"{describe_notes(key, encoded.notes, len(encoded.data))}")
         return self.datasets[key]
 
     def _eval(self, stage: str) -> list:

@@ -1,9 +1,9 @@
 """The benchmark tasks as data: one `TaskSpec` per task, registered by name.
 
-A spec says where a task's data lives on the Hub (`nyu-mll/glue`, `ehovy/race`), which splits it has
+A spec says where a task's data lives on the Hub (`nyu-mll/glue`, `aps/super_glue`, `ehovy/race`), which splits it has
 and which leaderboard column each evaluation split is, which columns hold the inputs, what the label is
-(classes with names, a regression score, or one of several choices), which metrics score it, and how one
-example becomes the text pairs a model reads. Data loading, metrics, results files, submission files and
+(classes with names, a regression score, one of several choices, or a ranking of candidates), which metrics
+score it, and how one example becomes the text pairs a model reads. Data loading, metrics, results files, submission files and
 model cards all read these facts from here. Adding a task is adding a spec.
 """
 
@@ -14,10 +14,19 @@ from typing import Callable, Optional
 
 from bortzoo.errors import BortzooError
 
-CLASSES, REGRESSION, CHOICE = "classes", "regression", "choice"
-KINDS = (CLASSES, REGRESSION, CHOICE)
+CLASSES, REGRESSION, CHOICE, RANKING = "classes", "regression", "choice", "ranking"
+KINDS = (CLASSES, REGRESSION, CHOICE, RANKING)
+MULTI_OPTION = (CHOICE, RANKING)  # kinds whose row is several (first, second) sequences scored against each other
 
 Pair = tuple[str, Optional[str]]
+
+
+class RowError(ValueError):
+    """A row a spec cannot read; `column` names the culprit so the loader can report task, split, row and column."""
+
+    def __init__(self, column: str, message: str):
+        super().__init__(message)
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,10 @@ class TaskSpec:
         benchmark: ``glue`` or ``race`` (``superglue`` later); names the score that aggregates it.
         dataset: Hub dataset id; a local folder laid out the same way can replace it.
         config: Dataset config (the folder inside the Hub repo).
-        kind: ``classes``, ``regression`` or ``choice`` (multiple choice).
-        text_fields: Input columns: one (single sentence) or two (a pair). For ``choice`` tasks the
-            columns read by `pairs`.
+        kind: ``classes``, ``regression``, ``choice`` (multiple choice, a fixed number of options) or
+            ``ranking`` (a variable number of candidates per row, any of which may be right: ReCoRD).
+        text_fields: Input columns: one (single sentence) or two (a pair). With `pairs` set, every column
+            `pairs` reads.
         metrics: Official metric names, in leaderboard order (see `bortzoo.metrics`).
         label_names: Class names, in label-id order, as the Hub dataset's ClassLabel has them.
         submission_labels: The label strings of the leaderboard's files (the original TSVs), by label id.
@@ -60,6 +70,11 @@ class TaskSpec:
         label: How one row becomes its label (class id, float, or index of the right option).
         label_columns: The columns `label` reads (checked to exist).
         predicted_by: For a task without training data, the task whose model predicts it.
+        candidates: For ``ranking`` tasks, the candidate answers of a row (one pair each, in `pairs` order).
+        group: The key of the group a row belongs to, for metrics that score groups of rows (MultiRC's
+            exact match per question, AX-g's gender parity per pair of examples).
+        notes: Problems of a row that do not stop training (a ReCoRD query without its placeholder): a
+            list of (column, what) the loader counts and reports.
     """
 
     name: str
@@ -82,6 +97,9 @@ class TaskSpec:
     label: Optional[Callable[[dict], object]] = field(default=None, repr=False, compare=False)
     label_columns: tuple[str, ...] = ("label",)
     predicted_by: Optional[str] = None
+    candidates: Optional[Callable[[dict], list[str]]] = field(default=None, repr=False, compare=False)
+    group: Optional[Callable[[dict], tuple[int, ...]]] = field(default=None, repr=False, compare=False)
+    notes: Optional[Callable[[dict], list[tuple[str, str]]]] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -90,13 +108,15 @@ class TaskSpec:
             raise BortzooError(f"task {self.name!r}: a classification task needs at least two label names")
         if self.kind == CHOICE and self.num_choices < 2:
             raise BortzooError(f"task {self.name!r}: a multiple-choice task needs num_choices >= 2")
-        if not 1 <= len(self.text_fields) <= 2 and self.kind != CHOICE:
-            raise BortzooError(f"task {self.name!r}: text_fields must name one or two columns")
+        if self.kind == RANKING and (self.candidates is None or self.pairs is None or self.label is None):
+            raise BortzooError(f"task {self.name!r}: a ranking task needs candidates, pairs and label functions")
+        if not 1 <= len(self.text_fields) <= 2 and self.pairs is None:
+            raise BortzooError(f"task {self.name!r}: text_fields must name one or two columns (or give pairs)")
 
     # -- facts derived from the spec ---------------------------------------------------------------
     @property
     def num_labels(self) -> int:
-        """Output units of the head: classes, 1 for a regression score, 1 score per option for choices."""
+        """Output units of the head: classes, 1 for a regression score, 1 score per option or candidate."""
         return len(self.label_names) if self.kind == CLASSES else 1
 
     @property
@@ -114,7 +134,7 @@ class TaskSpec:
         return 0.0
 
     def texts(self, row: dict) -> list[Pair]:
-        """The (first, second) text pairs of one row: one pair, or one per option."""
+        """The (first, second) text pairs of one row: one pair, or one per option or candidate."""
         if self.pairs is not None:
             return self.pairs(row)
         first = row[self.text_fields[0]]
@@ -122,16 +142,20 @@ class TaskSpec:
         return [(first, second)]
 
     def target(self, row: dict):
-        """The label of one row (the class id, the score, or the right option's index)."""
+        """The label of one row (the class id, the score, the right option's index, or for a ranking one 0/1
+        per candidate)."""
         return self.label(row) if self.label is not None else row[self.label_columns[0]]
 
     def eval_splits(self, stage: str) -> tuple[EvalSplit, ...]:
         """The splits a Trainer verb reads: `validate`/`fit` the dev splits; `test` the test split when its
-        labels are public, else the dev splits (GLUE's test labels are hidden); `predict` the test splits."""
+        labels are public, else the dev splits (GLUE's test labels are hidden) plus any diagnostic this
+        task's model predicts whose labels are public (SuperGLUE's AX-b and AX-g); `predict` the test splits."""
         if stage == "predict":
             return self.test
         if stage == "test" and self.test_labels:
             return self.test
+        if stage == "test":
+            return self.validation + tuple(s for s in self.test if s.task and TASKS[s.task].test_labels)
         return self.validation
 
 
@@ -237,3 +261,12 @@ def get_task(name: "str | TaskSpec") -> TaskSpec:
 
 def tasks_of(benchmark: str) -> list[TaskSpec]:
     return [spec for spec in TASKS.values() if spec.benchmark == benchmark]
+
+
+# -- SuperGLUE (aps/super_glue): its specs live in their own module, registered here -----------------------
+from bortzoo.data.superglue import SUPERGLUE_ALIASES, SUPERGLUE_SCORE_GROUPS, SUPERGLUE_TASKS  # noqa: E402
+
+for _spec in SUPERGLUE_TASKS:
+    register(_spec)
+ALIASES.update(SUPERGLUE_ALIASES)
+SCORE_GROUPS["superglue"] = SUPERGLUE_SCORE_GROUPS

@@ -33,9 +33,10 @@ def score_model(loaded, task: str, split: str, sample, batch_size: int = 16,
 
     from bortzoo.data.task_data import PadCollator, encode_split
     from bortzoo.metrics import task_metrics
+    from bortzoo.modules.task_model import METRIC_EXTRAS
 
     spec = get_task(task)
-    encoded, _ = encode_split(spec, sample, split, loaded.tokenizer, loaded.max_length, "tokenizer")
+    encoded = encode_split(spec, sample, split, loaded.tokenizer, loaded.max_length, "tokenizer").data
     pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     collate = PadCollator(pad, regression=spec.kind == REGRESSION)
     metrics = task_metrics(spec)
@@ -46,8 +47,11 @@ def score_model(loaded, task: str, split: str, sample, batch_size: int = 16,
             types = torch.zeros_like(batch["token_type_ids"]) if single_type else batch["token_type_ids"]
             logits = loaded.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                   token_type_ids=types).logits.float()
+            if "option_mask" in batch:  # padded candidates of a ranking are never chosen
+                logits = logits.masked_fill(~batch["option_mask"], torch.finfo(logits.dtype).min)
             predictions = logits.reshape(-1) if spec.kind == REGRESSION else logits.argmax(-1)
-            metrics.update(predictions, batch["labels"])
+            extras = {key: batch[key] for key in METRIC_EXTRAS if key in batch}
+            metrics.update(predictions, batch["labels"], **extras)
             if on_batch is not None:
                 on_batch(len(batch["labels"]))
     return {name: float(value) for name, value in metrics.compute().items()}

@@ -3,7 +3,7 @@
 The encoder comes from a Hub id or folder (`amazon/bort`, `bert-large-cased`, `roberta-large`, an export of
 ours), from a pretraining checkpoint of ours (`.ckpt` written by `Student`), or, for tiny recipes and
 tests, from an `Arch` initialised at random. On top sits one head per task kind: classes, a regression
-score, or one score per option of a multiple-choice row. Metrics, names of splits and label names come
+score, or one score per option of a multiple-choice row or per candidate of a ranking (ReCoRD). Metrics, names of splits and label names come
 from the task spec.
 """
 
@@ -18,12 +18,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.data.tasks import CHOICE, REGRESSION, get_task
+from bortzoo.data.tasks import MULTI_OPTION, RANKING, REGRESSION, get_task
 from bortzoo.errors import BortzooError
 from bortzoo.metrics import split_score, task_metrics
 from bortzoo.optim import adamw_with_warmup, encoder_depth, param_groups
 
 HEADS = ("bort", "pooler")
+METRIC_EXTRAS = ("groups", "candidates", "answers")  # batch entries metrics may read beside preds and labels
+
+
+def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Negative log of the probability mass on the gold candidates (any of several may be right), over the
+    rows that have one; padded candidates carry the lowest float, so they get no mass. A row without a gold
+    candidate (its answer is not among the entities) cannot be learned from and adds nothing."""
+    logits = logits.float()
+    gold = labels > 0
+    has_gold = gold.any(-1)
+    if not has_gold.any():
+        return logits.sum() * 0.0
+    floor = torch.finfo(torch.float32).min
+    total = torch.logsumexp(logits, -1)
+    correct = torch.logsumexp(logits.masked_fill(~gold, floor), -1)
+    return (total - correct)[has_gold].mean()
 
 
 def load_student_checkpoint(path: str):
@@ -189,8 +205,9 @@ class TaskModel(L.LightningModule):
 
     # -- forward -------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Logits [B, classes], scores [B] (regression) or option scores [B, options] (multiple choice)."""
+                token_type_ids: Optional[torch.Tensor] = None, option_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits [B, classes], scores [B] (regression) or option scores [B, options] (multiple choice, ranking;
+        padded options, False in `option_mask`, score the lowest float so they are never chosen)."""
         shape = input_ids.shape
         flat = {"input_ids": input_ids.reshape(-1, shape[-1]), "attention_mask": attention_mask.reshape(-1, shape[-1])}
         if token_type_ids is not None and getattr(self.encoder.config, "type_vocab_size", 1) > 1:
@@ -200,8 +217,11 @@ class TaskModel(L.LightningModule):
             logits = self.head(out.pooler_output)
         else:
             logits = self.head(out.last_hidden_state[:, 0])
-        if self.spec.kind == CHOICE:
-            return logits.view(shape[0], shape[1])
+        if self.spec.kind in MULTI_OPTION:
+            logits = logits.view(shape[0], shape[1])
+            if option_mask is not None:
+                logits = logits.float().masked_fill(~option_mask.bool(), torch.finfo(torch.float32).min)
+            return logits
         if self.spec.kind == REGRESSION:
             return logits.squeeze(-1)
         return logits
@@ -209,6 +229,8 @@ class TaskModel(L.LightningModule):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.spec.kind == REGRESSION:
             return F.mse_loss(logits.float(), labels.float())
+        if self.spec.kind == RANKING:
+            return ranking_loss(logits, labels)
         return F.cross_entropy(logits.float(), labels)
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
@@ -216,7 +238,7 @@ class TaskModel(L.LightningModule):
         return logits.float() if self.spec.kind == REGRESSION else logits.argmax(-1)
 
     def _logits(self, batch: dict) -> torch.Tensor:
-        return self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), batch.get("option_mask"))
 
     # -- steps ---------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -231,7 +253,8 @@ class TaskModel(L.LightningModule):
         prefix = "val" if stage == "validate" else "test"
         self.log(f"{prefix}/{board}/loss", loss, batch_size=len(batch["labels"]), add_dataloader_idx=False,
                  sync_dist=True)
-        self.metrics[f"{stage}_{dataloader_idx}"].update(self.predictions(logits), batch["labels"])
+        extras = {key: batch[key] for key in METRIC_EXTRAS if key in batch}
+        self.metrics[f"{stage}_{dataloader_idx}"].update(self.predictions(logits), batch["labels"], **extras)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step("validate", batch, dataloader_idx)
@@ -241,7 +264,8 @@ class TaskModel(L.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         """Compute each split's metrics, log them as `val/<board>/<metric>` and `val/score` (the mean of the
-        splits' scores, two-metric splits averaged first: the column a checkpoint monitors)."""
+        splits' scores, two-metric splits averaged first: the column a checkpoint monitors). Diagnostics read
+        from another task's data (SuperGLUE's AX-b and AX-g under RTE) are logged but not in the score."""
         prefix = "val" if stage == "validate" else "test"
         results: dict[str, dict[str, float]] = {}
         for index, item in enumerate(self.spec.eval_splits(stage)):
@@ -253,8 +277,10 @@ class TaskModel(L.LightningModule):
             results[item.board] = values
             for name, value in values.items():
                 self.log(f"{prefix}/{item.board}/{name}", value, add_dataloader_idx=False, sync_dist=True)
-        if results:
-            score = sum(split_score(v) for v in results.values()) / len(results)
+        scored = [values for item in self.spec.eval_splits(stage) if item.task is None
+                  for board, values in results.items() if board == item.board]
+        if scored:
+            score = sum(split_score(v) for v in scored) / len(scored)
             self.log(f"{prefix}/score", score, prog_bar=True, add_dataloader_idx=False, sync_dist=True)
             self.last_results = {"stage": stage, "splits": results, "score": score}
 
@@ -265,8 +291,10 @@ class TaskModel(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"ids": batch["ids"], "predictions": self.predictions(self._logits(batch)).cpu(),
-                "split": dataloader_idx}
+        out = {"ids": batch["ids"], "predictions": self.predictions(self._logits(batch)).cpu(), "split": dataloader_idx}
+        if "candidates" in batch:  # a ranking's answer is the chosen candidate's text
+            out["candidates"] = batch["candidates"]
+        return out
 
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:
