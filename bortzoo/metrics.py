@@ -1,15 +1,23 @@
 """The leaderboard metrics and scores, defined once so every number the zoo reports is the official one.
 
-Bort's claims are GLUE and RACE leaderboard numbers, so a validation metric that differs from the
+Bort's claims are GLUE, SuperGLUE and RACE leaderboard numbers, so a validation metric that differs from the
 leaderboard's definition (macro instead of micro accuracy, F1 of the wrong class, a 3-class MCC computed
 as binary) would make every comparison wrong. `make_metric` builds each named metric from torchmetrics
 with the leaderboard's settings for a task; `task_metrics` gives a task's whole set; `split_score` and
-`benchmark_score` turn per-column values into the per-task score and the GLUE score the papers quote.
+`benchmark_score` turn per-column values into the per-task score and the GLUE (or SuperGLUE) score the
+papers quote. The SuperGLUE metrics torchmetrics lacks (MultiRC's exact match, AX-g's gender parity,
+ReCoRD's F1 and exact match) are in `bortzoo.superglue_metrics`.
 
-Input convention for ``update(preds, target)``: ``classes`` and ``choice`` tasks take predicted class
-ids (a LongTensor ``[N]``; the caller takes the argmax of the logits) and target ids ``[N]``;
-``regression`` tasks take float scores ``[N]`` for both. Accuracy also accepts ``[N, C]`` scores (it takes
-the argmax itself), but F1 and MCC do not, so pass ids. Everything runs on CPU and in float32.
+Input convention: ``collection.update(preds, target, groups=..., candidates=..., answers=...)``.
+``classes`` and ``choice`` tasks take predicted class ids (a LongTensor ``[N]``; the caller takes the
+argmax of the logits) and target ids ``[N]``; ``regression`` tasks take float scores ``[N]`` for both;
+``ranking`` tasks (ReCoRD) take the index of the chosen candidate ``[N]`` and any target (ignored).
+Accuracy also accepts ``[N, C]`` scores (it takes the argmax itself), but F1 and MCC do not, so pass ids.
+The keyword arguments are what some metrics need besides: ``groups`` (LongTensor ``[N, k]``, the spec's
+`group` key of each row) for MultiRC's ``em`` and AX-g's ``parity``; ``candidates`` and ``answers`` (per
+example, the candidate texts and the gold answer texts) for ReCoRD. Pass them whenever the task has them:
+`torchmetrics.MetricCollection` hands each metric only the keyword arguments its ``update`` names, so the
+others never see them. Everything runs on CPU and in float32 (ReCoRD's sums in float64).
 """
 
 from __future__ import annotations
@@ -20,17 +28,19 @@ from typing import Mapping
 import torch
 import torchmetrics
 from torchmetrics.classification import (BinaryF1Score, BinaryMatthewsCorrCoef, MulticlassAccuracy,
-                                         MulticlassMatthewsCorrCoef)
+                                         MulticlassF1Score, MulticlassMatthewsCorrCoef)
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from bortzoo.data.tasks import CHOICE, CLASSES, REGRESSION, SCORE_GROUPS, TaskSpec
+from bortzoo.data.tasks import CHOICE, CLASSES, RANKING, REGRESSION, SCORE_GROUPS, TaskSpec
 from bortzoo.errors import BortzooError
+from bortzoo.superglue_metrics import GenderParity, GroupedExactMatch, RecordExactMatch, RecordF1
 
-METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman")
+METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman", "macro_f1", "f1a", "em", "parity")
 
 # Which task kinds each metric is defined for.
-_KINDS = {"accuracy": (CLASSES, CHOICE), "f1": (CLASSES,), "mcc": (CLASSES,), "pearson": (REGRESSION,),
-          "spearman": (REGRESSION,)}
+_KINDS = {"accuracy": (CLASSES, CHOICE), "f1": (CLASSES, RANKING), "mcc": (CLASSES,), "pearson": (REGRESSION,),
+          "spearman": (REGRESSION,), "macro_f1": (CLASSES,), "f1a": (CLASSES,), "em": (CLASSES, RANKING),
+          "parity": (CLASSES,)}
 
 
 class _FloatPearson(PearsonCorrCoef):
@@ -94,7 +104,14 @@ def make_metric(name: str, spec: TaskSpec) -> torchmetrics.Metric:
     """The metric `name` for task `spec`, with the leaderboard's definition.
 
     accuracy: micro-averaged multiclass accuracy over the labels (or over the options of a choice task);
-    f1: binary F1 of the positive class (label 1), as GLUE scores MRPC and QQP;
+    f1: binary F1 of the positive class (label 1), as GLUE scores MRPC and QQP; on a ranking task
+    (ReCoRD) the mean over examples of the best SQuAD token F1 of the chosen candidate against a gold answer;
+    f1a: MultiRC's F1 over all answer options, the binary F1 of label 1 (True);
+    em: MultiRC's exact match, the share of groups (the spec's `group`: paragraph and question) whose rows are
+    all right; on ReCoRD the share of examples whose chosen candidate equals a gold answer (normalised);
+    parity: AX-g's gender parity, the share of groups (twin examples) predicted alike;
+    macro_f1: CB's F1, the mean of the per-class F1 over the classes present in predictions or targets
+    (scikit-learn's ``f1_score(average="macro")``, which the SuperGLUE scorer uses);
     mcc: binary Matthews correlation for two classes, the multiclass R_K coefficient otherwise (AX), 0 where
     undefined (one class predicted) as scikit-learn and the GLUE scorer have it;
     pearson / spearman: correlation of float scores.
@@ -104,13 +121,25 @@ def make_metric(name: str, spec: TaskSpec) -> torchmetrics.Metric:
     if spec.kind not in _KINDS[name]:
         raise BortzooError(f"metric {name!r} needs a {' or '.join(_KINDS[name])} task; "
                            f"task {spec.name!r} is {spec.kind}")
+    if spec.kind == RANKING:
+        return RecordF1() if name == "f1" else RecordExactMatch()
+    if name in ("em", "parity") and spec.group is None:
+        raise BortzooError(f"metric {name!r} scores groups of rows; task {spec.name!r} has no group key")
     classes = _classes(spec)
     if name == "accuracy":
         return MulticlassAccuracy(num_classes=classes, average="micro")
-    if name == "f1":
+    if name in ("f1", "f1a"):
         if classes != 2:
-            raise BortzooError(f"metric 'f1' is the binary F1 of label 1; task {spec.name!r} has {classes} labels")
+            raise BortzooError(f"metric {name!r} is the binary F1 of label 1; task {spec.name!r} has {classes} labels")
         return BinaryF1Score()
+    if name == "macro_f1":
+        # torchmetrics leaves out of the mean the classes absent from both predictions and targets, as
+        # scikit-learn does (tests/test_superglue_metrics.py checks it by hand)
+        return MulticlassF1Score(num_classes=classes, average="macro")
+    if name == "em":
+        return GroupedExactMatch()
+    if name == "parity":
+        return GenderParity()
     if name == "mcc":
         return _BinaryMCC() if classes == 2 else _MulticlassMCC(num_classes=classes)
     if name == "pearson":
@@ -122,9 +151,12 @@ def task_metrics(spec: TaskSpec, prefix: str = "") -> torchmetrics.MetricCollect
     """All of a task's metrics, keyed by the spec's metric names (with `prefix` prepended, e.g. ``"val/"``).
 
     Keys keep the spec's leaderboard order (MRPC: f1, then accuracy); a dict given to MetricCollection at
-    once would be sorted alphabetically, so the metrics are added one at a time.
+    once would be sorted alphabetically, so the metrics are added one at a time. Compute groups are off:
+    torchmetrics would otherwise share the state of metrics whose states merely look alike after the first
+    batch (same names, equal values), a saving of nothing measurable on these sizes and a wrong number if two
+    different metrics ever coincide.
     """
-    collection = torchmetrics.MetricCollection({}, prefix=prefix or None)
+    collection = torchmetrics.MetricCollection({}, prefix=prefix or None, compute_groups=False)
     for name in spec.metrics:
         collection.add_metrics({name: make_metric(name, spec)})
     return collection

@@ -140,11 +140,16 @@ def test_metric_on_a_task_it_does_not_define_is_an_error(name, task):
         make_metric(name, get_task(task))
 
 
+# what grouped (MultiRC, AX-g) and ReCoRD metrics take besides preds and target; the others never see it
+TINY_EXTRA = {"groups": torch.tensor([[0, 0], [0, 0], [0, 1], [1, 0], [1, 0], [1, 1]]),
+              "candidates": [["Obama", "Biden"]] * 6, "answers": [["Obama"], ["Biden"], [], ["x"], ["Obama"], ["y"]]}
+
+
 def tiny_batch(spec):
     n = 6
     if spec.kind == "regression":
         return torch.linspace(0.0, 5.0, n), torch.tensor([0.0, 1.5, 1.0, 3.0, 4.5, 5.0])
-    classes = spec.num_choices or spec.num_labels
+    classes = spec.num_choices or spec.num_labels  # ranking: 1, candidate 0 every time
     return torch.arange(n) % classes, torch.tensor([0, 1, 1, 0, 1, 0]) % classes
 
 
@@ -153,7 +158,7 @@ def test_every_task_has_its_metric_collection(name):
     spec = get_task(name)
     collection = task_metrics(spec, prefix="val/")
     assert list(collection.keys()) == [f"val/{metric}" for metric in spec.metrics]
-    collection.update(*tiny_batch(spec))
+    collection.update(*tiny_batch(spec), **TINY_EXTRA)
     values = collection.compute()
     assert list(values) == [f"val/{metric}" for metric in spec.metrics]
     assert all(math.isfinite(float(value)) and -1.0 <= float(value) <= 1.0 for value in values.values())
@@ -197,8 +202,10 @@ def test_glue_score_names_missing_columns():
 
 
 def test_unknown_benchmark_is_an_error():
-    with pytest.raises(BortzooError, match="glue"):
-        benchmark_score(BORT, "superglue")
+    with pytest.raises(BortzooError, match=r"no score is defined for benchmark 'xtreme'; known: glue, superglue"):
+        benchmark_score(BORT, "xtreme")
+    with pytest.raises(BortzooError, match=r"the superglue score needs every column; missing: BoolQ, CB"):
+        benchmark_score(BORT, "superglue")  # GLUE's columns are not SuperGLUE's
 
 
 def test_split_score_averages_the_metrics():
