@@ -1,5 +1,8 @@
 """Leaderboard files from `bortzoo predict`: the TSVs the GLUE server takes, zipped, and RACE answers.
 
+(SuperGLUE's JSON-lines files and their zip are written by `bortzoo.superglue_submission`; the callback
+below picks the format by each split's benchmark.)
+
 GLUE wants one file per leaderboard column, named after it (`CoLA.tsv`, `MNLI-m.tsv`, `AX.tsv`...), with a
 header `index<TAB>prediction` and one row per test example: the example's `idx` and the label as the
 original task files wrote it (0/1 for CoLA, SST-2, MRPC, QQP, WNLI; `entailment`... for MNLI, AX, QNLI, RTE;
@@ -21,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from bortzoo.data.tasks import REGRESSION, EvalSplit, TaskSpec, get_task, tasks_of
 from bortzoo.errors import BortzooError
+from bortzoo.superglue_submission import expected_ids_from, write_jsonl, zip_superglue
 
 GLUE_ZIP = "glue-submission.zip"
 
@@ -79,10 +83,10 @@ def zip_glue(folder: "str | Path") -> tuple[Path, list[str]]:
 
 
 class SubmissionWriter(BasePredictionWriter):
-    """`bortzoo predict` callback: writes each test split's leaderboard file and, for GLUE, the zip.
+    """`bortzoo predict` callback: writes each test split's leaderboard file and, for GLUE and SuperGLUE, the zip.
 
     Args:
-        dirpath: Folder for the files (one folder can collect every GLUE task's files); by default
+        dirpath: Folder for the files (one folder can collect every GLUE, or SuperGLUE, task's files); by default
             `<default_root_dir>/submission`.
     """
 
@@ -104,14 +108,29 @@ class SubmissionWriter(BasePredictionWriter):
             task = get_task(item.task) if item.task else spec
             ids = [i.item() if isinstance(i, torch.Tensor) else i for out in outputs for i in out["ids"]]
             values = torch.cat([out["predictions"] for out in outputs]).tolist() if outputs else []
-            expected = None
+            dataset = None
             if datamodule is not None and f"{task.name}/{item.split}" in getattr(datamodule, "datasets", {}):
-                expected = len(datamodule.datasets[f"{task.name}/{item.split}"])
-            path = write_split_file(task, item.board, ids, values, folder, expected)
+                dataset = datamodule.datasets[f"{task.name}/{item.split}"]
+            expected = len(dataset) if dataset is not None else None
+            if task.benchmark == "superglue":
+                candidates = None  # ReCoRD: each row's candidate texts, which its prediction indexes
+                if outputs and all(out.get("candidates") is not None for out in outputs):
+                    candidates = [c for out in outputs for c in out["candidates"]]
+                expected_ids = expected_ids_from(dataset, task) if dataset is not None else None
+                path = write_jsonl(task, item.board, ids, values, folder, candidates=candidates,
+                                   expected_rows=expected, expected_ids=expected_ids)
+            else:
+                path = write_split_file(task, item.board, ids, values, folder, expected)
             rank_zero_info(f"wrote {path} ({len(ids):,} rows)")
         if spec.benchmark == "glue":
             target, missing = zip_glue(folder)
             rank_zero_info(f"wrote {target}")
             if missing:
                 rank_zero_warn(f"the GLUE server needs every task's file; still missing: {', '.join(missing)} "
+                               f"(run bortzoo predict for those tasks with dirpath {folder})")
+        elif spec.benchmark == "superglue":
+            target, missing = zip_superglue(folder)
+            rank_zero_info(f"wrote {target}")
+            if missing:
+                rank_zero_warn(f"the SuperGLUE server needs every task's file; still missing: {', '.join(missing)} "
                                f"(run bortzoo predict for those tasks with dirpath {folder})")
