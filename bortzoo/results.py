@@ -99,6 +99,9 @@ class TaskResults(Callback):
             "seed": _seed(), "config_sha256": self.config_sha256,
             "metrics_are": "fractions", "metrics": list(spec.metrics),
             "truncated": dict(getattr(datamodule, "truncated", {}) or {}),
+            # rows kept with a problem the spec noted (a ReCoRD query without its placeholder): count per column
+            "noted": {key: {column: len(rows) for column, rows in notes.items()}
+                      for key, notes in (getattr(datamodule, "notes", {}) or {}).items() if notes},
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
