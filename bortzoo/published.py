@@ -2,7 +2,8 @@
 
 Cards and the demo quote these only under a "reported by the authors" label. Keys are leaderboard
 columns (the task specs' `board` names); values are percentages in the task spec's metric order
-(MRPC and QQP: F1 then accuracy; STS-B: Pearson then Spearman). RACE numbers were never published.
+(MRPC and QQP: F1 then accuracy; STS-B: Pearson then Spearman; CB: macro-F1 then accuracy; MultiRC: F1a then
+exact match; ReCoRD: F1 then exact match; AX-g: gender parity then accuracy). RACE numbers were never published.
 """
 
 from __future__ import annotations
@@ -28,11 +29,6 @@ SUPERGLUE: dict[str, dict[str, tuple[float, ...]]] = {
                    "AX-g": (97.8, 51.7)},
 }
 SUPERGLUE_SCORE = {"Bort": 74.1, "BERT-large": 69.0}
-# The SuperGLUE server's metric per column, in the order of the values above (no SuperGLUE task specs yet;
-# GLUE's come from the task specs).
-SUPERGLUE_METRICS = {"BoolQ": ("accuracy",), "CB": ("f1", "accuracy"), "COPA": ("accuracy",),
-                     "MultiRC": ("f1a", "em"), "ReCoRD": ("f1", "em"), "RTE": ("accuracy",), "WiC": ("accuracy",),
-                     "WSC": ("accuracy",), "AX-b": ("mcc",), "AX-g": ("gender parity", "accuracy")}
 
 TABLES = {"glue": GLUE, "superglue": SUPERGLUE}
 SCORES = {"glue": GLUE_SCORE, "superglue": SUPERGLUE_SCORE}
@@ -51,9 +47,7 @@ def reported(benchmark: str, board: str) -> Optional[dict[str, tuple[float, ...]
 
 
 def metric_names(benchmark: str, board: str) -> tuple[str, ...]:
-    """The metrics behind one published column's numbers, in their order."""
-    if benchmark == "superglue":
-        return SUPERGLUE_METRICS[board]
+    """The metrics behind one published column's numbers, in their order (the task spec's)."""
     from bortzoo.data.tasks import tasks_of
 
     for spec in tasks_of(benchmark):

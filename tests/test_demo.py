@@ -48,6 +48,16 @@ def test_assignments_from_mapping_or_list_and_errors_name_the_option():
         parse_assignments({"rte": " "}, "--bert_large")
 
 
+def test_superglue_pair_tasks_fit_the_boxes_the_others_are_refused():
+    assert parse_assignments(["boolq=a", "CB=b", "superglue-rte=c"], "--bort") == {
+        "boolq": "a", "cb": "b", "superglue-rte": "c"}
+    for task in ("copa", "multirc", "record", "wic", "wsc.fixed"):
+        with pytest.raises(BortzooError, match=r"--bort: the demo's input boxes take one text, a pair, or a passage "
+                                               r"with a question and options; task \w+ reads"):
+            parse_assignments([f"{task}=a"], "--bort")
+    assert parse_assignments(["copa=x"], "--data") == {"copa": "x"}  # data and results are not input boxes
+
+
 def test_build_settings_checks_every_value(tmp_path):
     settings = build_settings(bort=[f"sst2={tmp_path}"], threads=1)
     assert settings.checkpoint("Bort", "sst2") == str(tmp_path)

@@ -77,6 +77,12 @@ def zoo_checkpoints() -> dict[str, dict[str, str]]:
     return out
 
 
+def demo_fits(spec) -> bool:
+    """Whether the page's boxes can hold the task's input: a text, a pair, or RACE's passage, question and
+    options. COPA, MultiRC, ReCoRD, WiC and WSC read more columns (offsets, spans, entities) than a box holds."""
+    return spec.pairs is None or spec.benchmark == "race"
+
+
 def parse_assignments(value: Assignments, option: str, check_task: bool = True) -> dict[str, str]:
     """`{"sst2": "runs/x"}` or `["sst2=runs/x", ...]` → {task: value}; a malformed item names the option."""
     if value is None:
@@ -92,6 +98,10 @@ def parse_assignments(value: Assignments, option: str, check_task: bool = True) 
         if not ref.strip():
             raise BortzooError(f"{option}: task {key!r} has an empty value")
         name = get_task(key).name if check_task else key  # raises, naming the unknown task
+        if check_task and option in ("--bort", "--bert_large") and not demo_fits(get_task(name)):
+            raise BortzooError(f"{option}: the demo's input boxes take one text, a pair, or a passage with a "
+                               f"question and options; task {name} reads {', '.join(get_task(name).text_fields)} "
+                               f"(score it with bortzoo test instead)")
         out[name] = ref.strip()
     return out
 
