@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from bortzoo.data.tasks import REGRESSION, EvalSplit, TaskSpec, get_task, tasks_of
 from bortzoo.errors import BortzooError
-from bortzoo.superglue_submission import expected_ids_from, write_jsonl, zip_superglue
+from bortzoo.superglue_submission import SUPERGLUE_FILES, SUPERGLUE_ZIP, expected_ids_from, write_jsonl
 
 GLUE_ZIP = "glue-submission.zip"
 
@@ -68,18 +68,33 @@ def write_split_file(spec: TaskSpec, board: str, ids: Sequence, predictions: Seq
     return path
 
 
-def zip_glue(folder: "str | Path") -> tuple[Path, list[str]]:
-    """Zip the GLUE files present in `folder` (at the zip's top level, as the server wants); name the missing."""
+def zip_files(folder: "str | Path", names: Sequence[str], zip_name: str) -> tuple[Path, list[str]]:
+    """Zip the files of `names` present in `folder` at the zip's top level (as the servers want), atomically;
+    returns the zip and the names still missing."""
     folder = Path(folder)
-    present = [name for name in glue_files() if (folder / name).is_file()]
-    missing = [name for name in glue_files() if name not in present]
-    target = folder / GLUE_ZIP
+    present = [name for name in names if (folder / name).is_file()]
+    missing = [name for name in names if name not in present]
+    target = folder / zip_name
     tmp = target.with_name(target.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in present:
             archive.write(folder / name, arcname=name)
     os.replace(tmp, target)
     return target, missing
+
+
+def zip_glue(folder: "str | Path") -> tuple[Path, list[str]]:
+    """The GLUE files present in `folder`, zipped as `glue-submission.zip`; the missing ones named."""
+    return zip_files(folder, glue_files(), GLUE_ZIP)
+
+
+def zip_superglue(folder: "str | Path") -> tuple[Path, list[str]]:
+    """The SuperGLUE files present in `folder`, zipped as `superglue-submission.zip`; the missing ones named."""
+    return zip_files(folder, SUPERGLUE_FILES, SUPERGLUE_ZIP)
+
+
+# benchmark -> (the server's name, the function zipping its files)
+ZIPPERS = {"glue": ("GLUE", zip_glue), "superglue": ("SuperGLUE", zip_superglue)}
 
 
 class SubmissionWriter(BasePredictionWriter):
@@ -122,15 +137,10 @@ class SubmissionWriter(BasePredictionWriter):
             else:
                 path = write_split_file(task, item.board, ids, values, folder, expected)
             rank_zero_info(f"wrote {path} ({len(ids):,} rows)")
-        if spec.benchmark == "glue":
-            target, missing = zip_glue(folder)
+        if spec.benchmark in ZIPPERS:
+            server, zipper = ZIPPERS[spec.benchmark]
+            target, missing = zipper(folder)
             rank_zero_info(f"wrote {target}")
             if missing:
-                rank_zero_warn(f"the GLUE server needs every task's file; still missing: {', '.join(missing)} "
-                               f"(run bortzoo predict for those tasks with dirpath {folder})")
-        elif spec.benchmark == "superglue":
-            target, missing = zip_superglue(folder)
-            rank_zero_info(f"wrote {target}")
-            if missing:
-                rank_zero_warn(f"the SuperGLUE server needs every task's file; still missing: {', '.join(missing)} "
+                rank_zero_warn(f"the {server} server needs every task's file; still missing: {', '.join(missing)} "
                                f"(run bortzoo predict for those tasks with dirpath {folder})")

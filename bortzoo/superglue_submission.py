@@ -203,21 +203,6 @@ def write_jsonl(spec: "str | TaskSpec", board: str, ids: Sequence, predictions: 
     return path
 
 
-def zip_superglue(folder: "str | Path") -> tuple[Path, list[str]]:
-    """Zip the SuperGLUE files present in `folder` at the zip's top level (as the server wants); name the
-    missing ones."""
-    folder = Path(folder)
-    present = [name for name in SUPERGLUE_FILES if (folder / name).is_file()]
-    missing = [name for name in SUPERGLUE_FILES if name not in present]
-    target = folder / SUPERGLUE_ZIP
-    tmp = target.with_name(target.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in present:
-            archive.write(folder / name, arcname=name)
-    os.replace(tmp, target)
-    return target, missing
-
-
 # -- validation ------------------------------------------------------------------------------------------
 def expected_ids_from(dataset, spec: "str | TaskSpec") -> list:
     """The ids of a test split (a `datasets.Dataset`, raw with its `idx` column or as `TaskData` encodes it,
@@ -272,6 +257,26 @@ def _check_label(spec: TaskSpec, value: Any, where: str, problems: list[str]) ->
         problems.append(f"{where}: label {json.dumps(value)} is not one of {', '.join(map(json.dumps, labels))}")
 
 
+def _entries(items: list, kind: str, keys: tuple[str, ...], where: str, problems: list[str]):
+    """(where, item) for each well-formed item of a MultiRC list (questions, or a question's answers): an object
+    with `keys` and an integer idx not seen before in the list; the others' problems appended."""
+    seen = set()
+    for number, item in enumerate(items):
+        here = f"{where} {kind} {number}"
+        if not isinstance(item, dict):
+            problems.append(f"{here}: not an object with {' and '.join(keys)}")
+            continue
+        if not _check_keys(item, keys, here, problems):
+            continue
+        if not _is_int(item["idx"]):
+            problems.append(f"{here}: idx {item['idx']!r} is not an integer")
+            continue
+        if item["idx"] in seen:
+            problems.append(f"{here}: duplicate {kind} idx {item['idx']}")
+        seen.add(item["idx"])
+        yield here, item
+
+
 def _multirc_line(obj: dict, where: str, problems: list[str]) -> set:
     """The (paragraph, question, answer) ids of one MultiRC line, its problems appended."""
     ids: set = set()
@@ -289,36 +294,12 @@ def _multirc_line(obj: dict, where: str, problems: list[str]) -> set:
     if not isinstance(questions, list) or not questions:
         problems.append(f"{where}: passage.questions is not a non-empty list")
         return ids
-    seen_questions = set()
-    for qn, question in enumerate(questions):
-        qwhere = f"{where} question {qn}"
-        if not isinstance(question, dict) or not _check_keys(question, ("idx", "answers"), qwhere, problems):
-            if not isinstance(question, dict):
-                problems.append(f"{qwhere}: not an object with idx and answers")
-            continue
-        if not _is_int(question["idx"]):
-            problems.append(f"{qwhere}: idx {question['idx']!r} is not an integer")
-            continue
-        if question["idx"] in seen_questions:
-            problems.append(f"{qwhere}: duplicate question idx {question['idx']}")
-        seen_questions.add(question["idx"])
+    for qwhere, question in _entries(questions, "question", ("idx", "answers"), where, problems):
         answers = question["answers"]
         if not isinstance(answers, list) or not answers:
             problems.append(f"{qwhere}: answers is not a non-empty list")
             continue
-        seen_answers = set()
-        for an, answer in enumerate(answers):
-            awhere = f"{qwhere} answer {an}"
-            if not isinstance(answer, dict) or not _check_keys(answer, ("idx", "label"), awhere, problems):
-                if not isinstance(answer, dict):
-                    problems.append(f"{awhere}: not an object with idx and label")
-                continue
-            if not _is_int(answer["idx"]):
-                problems.append(f"{awhere}: idx {answer['idx']!r} is not an integer")
-                continue
-            if answer["idx"] in seen_answers:
-                problems.append(f"{awhere}: duplicate answer idx {answer['idx']}")
-            seen_answers.add(answer["idx"])
+        for awhere, answer in _entries(answers, "answer", ("idx", "label"), qwhere, problems):
             _check_label(get_task(MULTIRC), answer["label"], awhere, problems)
             ids.add((paragraph, question["idx"], answer["idx"]))
     return ids

@@ -73,3 +73,16 @@ def demo_folders(tmp_path_factory) -> dict:
     from demo_support import make_demo_folders
 
     return make_demo_folders(tmp_path_factory.mktemp("demo-models"))
+
+
+@pytest.fixture
+def fresh_hf_cache(tmp_path_factory, monkeypatch):
+    """A fresh `datasets` cache for one test. `datasets` keys the cache of a local Hub-layout folder by the
+    folder's name and its card, not by its path or contents, so an edited copy of a fixture folder would
+    otherwise read the cached, unedited tables."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf-cache"))
+    datasets.disable_progress_bars()
+    yield
+    datasets.enable_progress_bars()

@@ -21,13 +21,8 @@ from conftest import TINY_ARCH
 
 
 @pytest.fixture(autouse=True)
-def hf_cache(tmp_path_factory, monkeypatch):
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf-cache"))
-    datasets.disable_progress_bars()
-    yield
-    datasets.enable_progress_bars()
+def hf_cache(fresh_hf_cache):
+    """Every test reads its folders through a fresh `datasets` cache (see `conftest.fresh_hf_cache`)."""
 
 
 @pytest.fixture(scope="module")

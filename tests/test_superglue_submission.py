@@ -12,8 +12,8 @@ from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
 from bortzoo.submission import SubmissionWriter
 from bortzoo.superglue_submission import (SUPERGLUE_FILES, SUPERGLUE_ZIP, allowed_labels, expected_ids_from,
-                                          superglue_records, validate_file, validate_submission, write_jsonl,
-                                          zip_superglue)
+                                          superglue_records, validate_file, validate_submission, write_jsonl)
+from bortzoo.submission import zip_superglue
 
 OFFICIAL = ["BoolQ.jsonl", "CB.jsonl", "COPA.jsonl", "MultiRC.jsonl", "ReCoRD.jsonl", "RTE.jsonl", "WiC.jsonl",
             "WSC.jsonl", "AX-b.jsonl", "AX-g.jsonl"]

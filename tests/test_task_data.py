@@ -24,16 +24,8 @@ def rows_of(task: str, split: str) -> int:
 
 
 @pytest.fixture(autouse=True)
-def hf_cache(tmp_path_factory, monkeypatch):
-    """A fresh `datasets` cache for every test. `datasets` keys the cache of a local Hub-layout folder by the
-    folder's name and its card, not by its path or contents, so an edited copy of a fixture folder would
-    otherwise read the cached, unedited tables."""
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf-cache"))
-    datasets.disable_progress_bars()
-    yield
-    datasets.enable_progress_bars()
+def hf_cache(fresh_hf_cache):
+    """Every test reads its folders through a fresh `datasets` cache (see `conftest.fresh_hf_cache`)."""
 
 
 @pytest.fixture(scope="module")
