@@ -214,20 +214,39 @@ def test_every_task_loads_encodes_and_batches(tok, name):
     assert all(cut == 0 for cut in dm.truncated.values()), dm.truncated  # 256 tokens hold every fixture row
 
 
-@pytest.mark.parametrize("name", ["sst2", "mrpc", "race-middle"])
+@pytest.mark.parametrize("name", ["sst2", "mrpc", "race-middle", "boolq", "copa", "multirc", "record", "wic", "wsc"])
 def test_encoded_text_is_the_rows_text(tok, name):
-    """Decoding an encoded row gives the row's own text(s) in the tokenizer's template."""
+    """Decoding an encoded row gives the row's own text(s) in the tokenizer's template, with the marks and
+    options the spec promises (checked on the fixtures here, on hand-written rows in test_superglue_encoding)."""
     spec = get_task(name)
     dm = task_data(spec, tok, max_length=256)
     data = dm._eval("validate")[0]
     table = raw(spec, "validation")
     for row, encoded in zip(table.select(range(10)), data.select(range(10))):
         pairs = spec.texts(row)
-        sequences = encoded["input_ids"] if spec.kind == CHOICE else [encoded["input_ids"]]
-        assert len(sequences) == len(pairs) == (4 if spec.kind == CHOICE else 1)
+        multi = spec.kind in (CHOICE, RANKING)
+        sequences = encoded["input_ids"] if multi else [encoded["input_ids"]]
+        assert len(sequences) == len(pairs) == (spec.num_choices if spec.kind == CHOICE else
+                                                len(spec.candidates(row)) if spec.kind == RANKING else 1)
         for (first, second), seq in zip(pairs, sequences):
             text = f"<s>{first}</s>" + (f"</s>{second}</s>" if second is not None else "")
             assert tok.decode(seq) == text
+        decoded = [tok.decode(seq) for seq in sequences]
+        if name == "wic":  # the target word, cut out by the row's offsets, marked in each sentence
+            for sentence, start, end in (("sentence1", "start1", "end1"), ("sentence2", "start2", "end2")):
+                assert f"*{row[sentence][row[start]:row[end]]}*" in decoded[0]
+        if name == "wsc":  # the candidate [marked] and the pronoun *marked*, at their word indices
+            words = decoded[0][len("<s>"):-len("</s>")].split()
+            assert words[row["span1_index"]].startswith("[") and words[row["span2_index"]].startswith("*")
+            assert " ".join(words[row["span1_index"]:row["span1_index"] + len(row["span1_text"].split())]).strip(
+                "[]") == row["span1_text"]
+        if name == "copa":
+            prompt = {"cause": "What was the cause?", "effect": "What happened as a result?"}[row["question"]]
+            assert [d.split("</s></s>")[1] for d in decoded] == [f"{prompt} {row['choice1']}</s>",
+                                                                  f"{prompt} {row['choice2']}</s>"]
+        if name == "record":  # each distinct entity in the query's placeholder
+            assert [d.split("</s></s>")[1] for d in decoded] == [
+                row["query"].replace("@placeholder", e) + "</s>" for e in dict.fromkeys(row["entities"])]
     if name == "race-middle":
         row = table[0]
         assert [second for _, second in race_pairs(row)] == [
