@@ -22,8 +22,10 @@ from bortzoo.runs import Run
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 LICENSE = "apache-2.0"  # Bort's code and weights (alexa/bort) and this project
 # Our metric names → the Hub's metric ids (model-index `type`).
+# Our metric names -> the model-index metric types of the cards (one type per name: the demo reads them back).
 HUB_METRICS = {"accuracy": "accuracy", "f1": "f1", "mcc": "matthews_correlation", "pearson": "pearsonr",
-               "spearman": "spearmanr", "loss": "loss"}
+               "spearman": "spearmanr", "loss": "loss", "macro_f1": "f1_macro", "f1a": "f1a",
+               "em": "exact_match", "parity": "gender_parity"}
 PAPERS = [
     ("dewynter2020bort", "Optimal Subarchitecture Extraction For BERT", "Adrian de Wynter and Daniel J. Perry",
      "2010.10499"),

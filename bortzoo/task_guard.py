@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from bortzoo.data.tasks import MULTI_OPTION, get_task
+from bortzoo.data.tasks import MULTI_OPTION, RANKING, get_task
 from bortzoo.errors import BortzooError
 from bortzoo.cpu_inference import GuardReport, guard, optimize
 
@@ -38,6 +38,10 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise BortzooError(f"examples must be a positive integer, got {examples!r}")
     splits = spec.eval_splits("validate")
+    if spec.group is not None or spec.kind == RANKING:
+        raise BortzooError(f"the accuracy check scores rows one by one; task {spec.name} is scored over groups of "
+                           "rows or candidates (MultiRC, ReCoRD, AX-g): check it with bortzoo test on the optimised "
+                           "model instead")
     if not splits:
         raise BortzooError(f"task {spec.name} has no labelled dev split to check accuracy on")
     reference, tokenizer = load(model)

@@ -219,3 +219,12 @@ def test_format_metrics_as_percentages_with_one_decimal():
     assert to_percent(0.854) == pytest.approx(85.4)
     assert format_metrics({"f1": 0.893, "accuracy": 0.854}) == "f1 89.3 / accuracy 85.4"
     assert format_metrics({"mcc": torch.tensor(0.6394)}) == "mcc 63.9"
+
+
+def test_every_metric_has_one_model_card_type():
+    """Cards write each metric under a model-index type and the demo maps the types back: one type per name."""
+    from bortzoo.cards import HUB_METRICS
+    from bortzoo.metrics import METRIC_NAMES
+
+    assert set(METRIC_NAMES) <= set(HUB_METRICS)
+    assert len(set(HUB_METRICS.values())) == len(HUB_METRICS)

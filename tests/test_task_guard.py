@@ -66,3 +66,6 @@ def test_wrong_models_and_inputs_are_named(tmp_path, bort_layout_dir):
         task_guard(str(mnli), "mnli", examples=0)
     with pytest.raises(BortzooError, match="unknown task"):
         task_guard(str(mnli), "nope")
+    for grouped in ("multirc", "record", "axg"):  # scored over groups: bortzoo test checks those
+        with pytest.raises(BortzooError, match=f"task {grouped} is scored over groups of rows or candidates"):
+            task_guard(str(mnli), grouped)
