@@ -34,6 +34,12 @@ def _extract() -> Callable:
     return extract
 
 
+def _agora() -> Callable:
+    from bortzoo.agora.loop import agora
+
+    return agora
+
+
 def _publish() -> Callable:
     from bortzoo.publish import publish
 
@@ -64,12 +70,14 @@ SUBVERBS: dict[str, dict[str, Callable[[], Callable]]] = {"extract": {"report": 
 # Verbs whose arguments without a default are positional (`bortzoo publish RUN_DIR`).
 POSITIONAL = {"publish"}
 
-# name → (loader of the function, one-line help). Later verbs (agora) go here.
+# name → (loader of the function, one-line help).
 VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
     "demo": (_demo, "the Gradio demo: BERT-large vs Bort, predictions, live CPU latency, accuracy (127.0.0.1:7860)"),
     "bench": (_bench, "CPU inference latency of architectures side by side (median, p90, ratios)"),
     "export": (_export, "a Student checkpoint as a transformers masked-LM folder (safetensors + tokenizer)"),
     "extract": (_extract, "the optimal-subarchitecture search; `bortzoo extract report --out DIR` merges shards"),
+    "agora": (_agora, "Agora fine-tuning: trials per hyperparameter set, dev mistakes rewritten into training rows, "
+                      "pruning; held-out score"),
     "publish": (_publish, "a run as a Hub model repo with its card: bortzoo publish RUN_DIR --repo_id ORG/NAME"),
     "zoo": (_zoo_list, "the named checkpoints (`bortzoo zoo list`); load one with bortzoo.load(name)"),
 }

@@ -207,7 +207,7 @@ SUPERGLUE_TASKS = (
     _sg("boolq", "BoolQ", ("passage", "question"), ("accuracy",), BOOL, TRUE_FALSE),
     _sg("cb", "CB", ("premise", "hypothesis"), ("macro_f1", "accuracy"), CB_LABELS, CB_LABELS),
     _sg("copa", "COPA", ("premise", "question", "choice1", "choice2"), ("accuracy",), kind=CHOICE, num_choices=2,
-        pairs=copa_pairs, submission=("0", "1")),
+        pairs=copa_pairs, submission=("0", "1"), rewritable=("premise", "choice1", "choice2")),
     _sg("multirc", "MultiRC", ("paragraph", "question", "answer"), ("f1a", "em"), BOOL, ("0", "1"),
         pairs=multirc_pairs, group=multirc_group),
     _sg("record", "ReCoRD", ("passage", "query", "entities"), ("f1", "em"), kind=RANKING,

@@ -75,6 +75,9 @@ class TaskSpec:
             exact match per question, AX-g's gender parity per pair of examples).
         notes: Problems of a row that do not stop training (a ReCoRD query without its placeholder): a
             list of (column, what) the loader counts and reports.
+        rewritable: The text columns a transformation may rewrite into a new example (Agora) without breaking
+            the row; by default the text fields of a spec without `pairs`, none for one with `pairs` (WiC's
+            offsets, WSC's word indices would no longer match).
     """
 
     name: str
@@ -100,6 +103,7 @@ class TaskSpec:
     candidates: Optional[Callable[[dict], list[str]]] = field(default=None, repr=False, compare=False)
     group: Optional[Callable[[dict], tuple[int, ...]]] = field(default=None, repr=False, compare=False)
     notes: Optional[Callable[[dict], list[tuple[str, str]]]] = field(default=None, repr=False, compare=False)
+    rewritable: Optional[tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -123,6 +127,13 @@ class TaskSpec:
     def columns(self) -> tuple[str, ...]:
         """Every column the spec reads from a row."""
         return tuple(dict.fromkeys((*self.text_fields, *self.label_columns, self.id_column)))
+
+    @property
+    def rewritable_fields(self) -> tuple[str, ...]:
+        """The text columns a transformation may rewrite (see `rewritable`)."""
+        if self.rewritable is not None:
+            return self.rewritable
+        return () if self.pairs is not None else self.text_fields
 
     @property
     def chance(self) -> float:
