@@ -25,9 +25,10 @@ def test_there_are_recipes():
 
 def verb_function(recipe: Path):
     """Recipes of the verbs that are not Trainer methods are the options of a function."""
+    from bortzoo.agora.loop import agora
     from bortzoo.extract.search import extract
 
-    return {"extract": extract}.get(recipe.parent.name)
+    return {"extract": extract, "agora": agora}.get(recipe.parent.name)
 
 
 def teacher_source(recipe: Path) -> str | None:
@@ -53,7 +54,14 @@ def test_recipe_parses(recipe, monkeypatch, tiny_teacher):
         parser.add_argument("--config", action="config")
         parser.add_function_arguments(function)
         config = parser.parse_args(["--config", str(recipe)])  # unknown keys and wrong types raise
-        assert config.teacher and config.out
+        assert config.out
+        if recipe.parent.name == "agora":  # the recipes it runs are recipes too, checked by this same test
+            assert (REPO / config.finetune).is_file() and (REPO / config.weak_model).is_file()
+            assert is_tiny(REPO / config.finetune) == is_tiny(recipe) == is_tiny(REPO / config.weak_model)
+            if not is_tiny(recipe):
+                parser.instantiate_classes(config)  # the transformation is built (its model loads lazily)
+        else:
+            assert config.teacher
         return
     args = ["--config", str(recipe)]
     source = teacher_source(recipe)
