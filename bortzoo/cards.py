@@ -144,7 +144,12 @@ def _pct(value: float) -> str:
 
 # -- eval results (model-index) ------------------------------------------------------------------
 def task_eval_results(run: Run) -> list:
-    """The run's dev results as `EvalResult`s: the published checkpoint's (best epoch), then seed means."""
+    """The run's dev results as `EvalResult`s: the published checkpoint's (best epoch), then seed means.
+
+    An Agora run (`results["agora"]`) reports the held-out part of dev first, then the Agora dev part labelled
+    optimistic, instead of the best epoch (which Agora scored on its dev part). The demo reads the first
+    result per metric of a column (`bortzoo.demo.accuracy.card_scores`), so it shows the held-out number.
+    """
     from huggingface_hub import EvalResult
 
     spec = get_task(run.results["task"])
@@ -153,24 +158,92 @@ def task_eval_results(run: Run) -> list:
     splits = {item.board: item.split for item in spec.validation}
     task_type = "multiple-choice" if spec.kind in MULTI_OPTION else "text-classification"
     best, seed = run.results["best"], run.results.get("seed")
+
+    def result(board: str, name: str, value: float, label: str):
+        return EvalResult(
+            task_type=task_type, dataset_type=dataset, dataset_name=f"{spec.benchmark.upper()} {board}",
+            dataset_config=spec.config, dataset_split=splits.get(board, board), metric_type=HUB_METRICS[name],
+            metric_value=round(float(value), 6), metric_name=f"{name} ({label})")
+
     out = []
-    for board, metrics in best["splits"].items():
-        for name, value in metrics.items():
-            out.append(EvalResult(
-                task_type=task_type, dataset_type=dataset, dataset_name=f"{spec.benchmark.upper()} {board}",
-                dataset_config=spec.config, dataset_split=splits.get(board, board), metric_type=HUB_METRICS[name],
-                metric_value=round(float(value), 6),
-                metric_name=f"{name} (dev, best epoch {best['epoch'] + 1}, seed {seed})"))
+    agora = run.results.get("agora")
+    if agora:
+        board = _agora_board(run)
+        rows = _agora_rows(agora)
+        out += [result(board, name, value, f"held-out {rows['held_out']} of {rows['dev']} dev rows, after Agora: "
+                                           "never trained on, chose nothing")
+                for name, value in agora["held_out"]["metrics"].items()]
+        out += [result(board, name, value, f"Agora dev part, {rows['agora_dev']} of {rows['dev']} dev rows, "
+                                           "optimistic: it chose the sets and fed training")
+                for name, value in agora["agora_dev"]["metrics"].items()]
+    else:
+        for board, metrics in best["splits"].items():
+            for name, value in metrics.items():
+                out.append(result(board, name, value, f"dev, best epoch {best['epoch'] + 1}, seed {seed}"))
     if run.seeds:
         n = len(run.seeds["seeds"])
         for board, metrics in run.seeds["splits"].items():
             for name, stats in metrics.items():
-                out.append(EvalResult(
-                    task_type=task_type, dataset_type=dataset, dataset_name=f"{spec.benchmark.upper()} {board}",
-                    dataset_config=spec.config, dataset_split=splits.get(board, board),
-                    metric_type=HUB_METRICS[name], metric_value=round(float(stats["mean"]), 6),
-                    metric_name=f"{name} (dev, final epoch, mean of {n} seeds, std {stats['std']:.4f})"))
+                out.append(result(board, name, stats["mean"],
+                                  f"dev, final epoch, mean of {n} seeds, std {stats['std']:.4f}"))
     return out
+
+
+# -- Agora -----------------------------------------------------------------------------------------
+def _agora_board(run: Run) -> str:
+    """The leaderboard column Agora's dev split belongs to (Agora needs a task with exactly one dev split)."""
+    spec = get_task(run.results["task"])
+    boards = list(run.results["best"]["splits"]) or [item.board for item in spec.validation]
+    return boards[0]
+
+
+def _agora_rows(agora: dict) -> dict:
+    held, dev = int(agora["held_out"]["rows"]), int(agora["agora_dev"]["rows"])
+    return {"held_out": held, "agora_dev": dev, "dev": held + dev}
+
+
+def agora_section(run: Run) -> Optional[str]:
+    """The card's "Agora" text from `results["agora"]` (None: not an Agora run)."""
+    agora = run.results.get("agora")
+    if not agora:
+        return None
+    spec = get_task(run.results["task"])
+    rows = _agora_rows(agora)
+    final, weak = agora, agora.get("weak_model") or {}
+    names = list(final["held_out"]["metrics"])
+    body = []
+    for model, scores in (("this model", final), ("weak model", weak)):
+        if not scores:
+            continue
+        held, dev = scores.get("held_out") or {}, scores.get("agora_dev") or {}
+        for name in names:
+            body.append([model, name, _cell(held.get("metrics", {}).get(name)),
+                         _cell(dev.get("metrics", {}).get(name))])
+        if len(names) > 1:
+            body.append([model, guard_metric_name(spec), _cell(held.get("score")), _cell(dev.get("score"))])
+    scores = table(["model", "metric", f"held-out, {rows['held_out']} rows (×100)",
+                    f"Agora dev, {rows['agora_dev']} rows (×100, optimistic)"], body)
+    best = agora.get("best") or {}
+    values = ", ".join(f"{k}: {v}" for k, v in (best.get("values") or {}).items())
+    winner = f"`{best.get('set')}` of iteration {best.get('iteration')}" + (f" ({values})" if values else "")
+    facts = [f"iterations: {agora.get('iterations')}", f"examples added to the training data: {agora.get('added')}",
+             f"winning set: {winner}"]
+    return (
+        "This model was fine-tuned with Agora (`bortzoo agora`; de Wynter, 2020, arXiv 2010.07990). The task's dev "
+        f"split ({rows['dev']} rows) was cut once, seeded and stratified, into an Agora dev part "
+        f"({rows['agora_dev']} rows) and a held-out part ({rows['held_out']} rows). The weak model is the "
+        "\"ok-ish\" fine-tune that labelled the examples Agora generated.\n\n"
+        f"{scores}\n\n" + "\n".join(f"- {fact}" for fact in facts) + "\n\n"
+        "The held-out numbers are the honest ones: those rows never entered training and chose nothing, while the "
+        "Agora dev part chose the hyperparameter sets and its mistakes became training rows, so its scores (and "
+        "the best-epoch table below, scored on it) are optimistic. The full report (every iteration's sets, "
+        "scores and added examples, and the row ids of both parts) is `agora.json`, written by `bortzoo agora` "
+        "and shipped with the model by `bortzoo publish`, with its plot `agora.png`."
+    )
+
+
+def _cell(value: Optional[float]) -> str:
+    return "" if value is None else _pct(value)
 
 
 def pretrained_eval_results(run: Run) -> list:
@@ -243,6 +316,7 @@ def _task_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
     data_dir = run.data_args().get("data_dir")
     best = run.results["best"]
     rows = [[board, name, _pct(value)] for board, metrics in best["splits"].items() for name, value in metrics.items()]
+    agora = agora_section(run)
     seeds_table = None
     if run.seeds:
         seeds_table = table(["split", "metric", "mean", "± std (sample)", "seeds"], [
@@ -259,7 +333,8 @@ def _task_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
         "dataset": spec.dataset, "config": spec.config, "data_dir": data_dir, "kind": spec.kind,
         "labels": ", ".join(f"{i}: {n}" for i, n in enumerate(spec.label_names)) or None,
         "head": args.get("head"), "pair_encoding": run.data_args().get("pair_encoding", "tokenizer"),
-        "results_table": table(["split", "metric", "dev (×100)"], rows), "best_epoch": best["epoch"] + 1,
+        "results_table": table(["split", "metric", "Agora dev part (×100, optimistic)" if agora else "dev (×100)"],
+                               rows), "best_epoch": best["epoch"] + 1,
         "epochs": run.results.get("epochs"), "seed": run.results.get("seed"), "seeds_table": seeds_table,
         "published_table": table(["split", "model", "test (×100)"], published) if published else None,
         "published_source": SOURCE, "lineage": lineage, "hparams": _hparams(args, ("lr", "weight_decay",
@@ -267,7 +342,8 @@ def _task_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
         "max_length")) + _hparams(run.config.get("trainer") or {}, ("max_epochs", "max_steps", "precision")),
         "truncated": run.results.get("truncated") or {}, "random_init": args.get("model") is None,
         "auto_class": "AutoModelForMultipleChoice" if spec.kind in MULTI_OPTION else "AutoModelForSequenceClassification",
-        "config_sha256": run.results.get("config_sha256"),
+        "config_sha256": run.results.get("config_sha256"), "agora": agora,
+        "agora_rows": _agora_rows(run.results["agora"]) if agora else None,
     }
     metadata = {"pipeline_tag": None if spec.kind in MULTI_OPTION else "text-classification",
                 "tags": _tags(spec.benchmark, spec.name), "datasets": [spec.dataset] if not data_dir else None,

@@ -80,6 +80,9 @@ def _task_files(run: Run, folder: Path) -> None:
     save_tokenizer(model.tokenizer, folder, Template.of(model.tokenizer, pair_encoding))
     shutil.copyfile(run.recipe, folder / "recipe.yaml")
     shutil.copyfile(run.folder / "results.json", folder / "results.json")
+    for report in ("agora.json", "agora.png"):  # an Agora run's full report ships with the model
+        if (run.folder / report).is_file():
+            shutil.copyfile(run.folder / report, folder / report)
     if run.seeds is not None:
         _write_json(folder / "seeds.json", run.seeds)
 

@@ -86,3 +86,44 @@ def fresh_hf_cache(tmp_path_factory, monkeypatch):
     datasets.disable_progress_bars()
     yield
     datasets.enable_progress_bars()
+
+
+@pytest.fixture(scope="session")
+def agora_tiny_run(tmp_path_factory):
+    """The tiny RTE Agora recipe through the CLI, killed after its first trial, then run again to the end (shared by
+    the Agora and card tests: one run per session)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from bortzoo.cli import main
+
+    tmp = tmp_path_factory.mktemp("agora")
+    recipe = recipe_copy(REPO / "recipes" / "agora" / "rte-bort-tiny.yaml", tmp)
+    out = Path(yaml.safe_load(recipe.read_text())["out"])
+    first_trial = out / "iter-1" / "trials" / "set-000" / "trial.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    log = tmp / "killed-run.log"  # a file, not a pipe: an unread pipe would fill and stall the run
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "bortzoo.cli", "agora", "--config", str(recipe)], cwd=REPO,
+                                   env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while not first_trial.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first_trial.exists(), log.read_text(errors="replace")[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_state = json.loads((out / "state.json").read_text())
+    first = first_trial.read_text(), first_trial.stat().st_mtime_ns
+    assert not (out / "agora.json").exists()
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the recipes name the fixtures, the tokenizer and each other relative to the repository root
+    try:
+        main(["agora", "--config", str(recipe)])
+    finally:
+        os.chdir(cwd)
+    return {"out": out, "recipe": recipe, "killed_state": killed_state, "first": first, "first_trial": first_trial}

@@ -1,11 +1,6 @@
 """Agora: pruning, provenance of new rows, the held-out split, and the tiny recipe end to end (with a kill)."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +14,6 @@ from bortzoo.agora.trials import apply_overrides, expand_sets, trial_config
 from bortzoo.cli import main
 from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
-from conftest import recipe_copy
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "recipes" / "agora" / "rte-bort-tiny.yaml"
@@ -144,31 +138,9 @@ def test_a_rewrite_equal_to_its_source_is_counted_not_kept():
 
 
 # -- end to end -------------------------------------------------------------------------------------------
-def agora_recipe(tmp: Path, **overrides) -> Path:
-    return recipe_copy(TINY, tmp, **overrides)
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The tiny RTE recipe through the CLI, killed after its first trial, then run again to the end."""
-    tmp = tmp_path_factory.mktemp("agora")
-    recipe = agora_recipe(tmp)
-    out = Path(yaml.safe_load(recipe.read_text())["out"])
-    first_trial = out / "iter-1" / "trials" / "set-000" / "trial.json"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen([sys.executable, "-m", "bortzoo.cli", "agora", "--config", str(recipe)], cwd=REPO,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 300
-    while not first_trial.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert first_trial.exists(), process.communicate()[0].decode()[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    killed_state = json.loads((out / "state.json").read_text())
-    first = first_trial.read_text(), first_trial.stat().st_mtime_ns
-    assert not (out / "agora.json").exists()
-    main(["agora", "--config", str(recipe)])
-    return {"out": out, "recipe": recipe, "killed_state": killed_state, "first": first, "first_trial": first_trial}
+def tiny_run(agora_tiny_run):
+    return agora_tiny_run
 
 
 def test_interrupted_run_resumes_without_redoing_finished_trials(tiny_run):

@@ -235,7 +235,6 @@ def agora(
     if not recipe_path.is_file():
         raise BortzooError(f"finetune recipe {finetune} does not exist")
     base = apply_overrides(yaml.safe_load(recipe_path.read_text()), finetune_overrides, "finetune_overrides")
-    model_args = (base.get("model") or {}).get("init_args") or {}
     data_args = (base.get("data") or {}).get("init_args") or {}
     if "task" not in data_args:
         raise BortzooError(f"{finetune}: data.init_args.task is missing; Agora needs a fine-tune recipe (TaskData)")

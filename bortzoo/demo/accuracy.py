@@ -63,7 +63,8 @@ def reported_scores() -> list[Score]:
 
 # -- measured numbers found locally ----------------------------------------------------------------
 def results_scores(path: "str | Path", side: str) -> list[Score]:
-    """The dev numbers (best epoch) of a fine-tune's `results.json` (a file, or a folder holding one)."""
+    """The dev numbers (best epoch) of a fine-tune's `results.json` (a file, or a folder holding one); for an
+    Agora run, the held-out part's (its best epoch was scored on the Agora dev part, which fed training)."""
     from bortzoo.data.tasks import get_task
 
     path = Path(path)
@@ -74,6 +75,9 @@ def results_scores(path: "str | Path", side: str) -> list[Score]:
         data = json.loads(file.read_text(encoding="utf-8"))
         spec = get_task(data["task"])
         splits = data["best"]["splits"]
+        agora = data.get("agora")
+        if agora:
+            splits = {next(iter(splits), spec.validation[0].board): agora["held_out"]["metrics"]}
     except (OSError, ValueError, KeyError, TypeError, BortzooError) as err:
         raise BortzooError(f"{file}: not a bortzoo results.json ({type(err).__name__}: {err})") from None
     out = []
