@@ -1,6 +1,7 @@
 """Agora: pruning, provenance of new rows, the held-out split, and the tiny recipe end to end (with a kill)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,26 @@ def test_a_finished_run_started_again_redoes_nothing(tiny_run, capsys):
     assert "trial 1/" not in printed and "fitting the weak model" not in printed
     after = json.loads((tiny_run["out"] / "agora.json").read_text())
     assert after["iterations"] == json.loads(before)["iterations"]
+
+
+def test_parallel_trials_run_as_subprocesses_and_match_their_folders(tiny_run, tmp_path):
+    """`parallel: 2` launches `python -m bortzoo.agora.trials FOLDER` side by side; each writes its own trial.json."""
+    from bortzoo.agora.trials import prepare_trial, read_trial, run_trials
+
+    recipe = yaml.safe_load(tiny_run["recipe"].read_text())
+    base = apply_overrides(yaml.safe_load((REPO / recipe["finetune"]).read_text()), recipe["finetune_overrides"], "t")
+    base = apply_overrides(base, {"trainer.max_epochs": 2}, "t")
+    data_dir = tiny_run["out"] / "iter-1" / "data"
+    folders = []
+    for index, values in enumerate(recipe["sets"][:2]):
+        folder = tmp_path / f"set-{index}"
+        folders.append(prepare_trial(folder, trial_config(base, values, folder, data_dir), values))
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        results = run_trials(folders, parallel=2, progress=lambda message: None)
+    finally:
+        os.chdir(cwd)
+    assert [r["checkpoint"] for r in results] == [str(f / "checkpoints" / "best.ckpt") for f in folders]
+    assert all(0.0 <= r["score"] <= 1.0 and r["epochs"] == 2 for r in results)
+    assert all((f / "trial.log").stat().st_size > 0 and read_trial(f) == r for f, r in zip(folders, results))
