@@ -208,6 +208,19 @@ def test_outputs_report_both_parts_and_are_publishable(tiny_run):
     assert run.kind == "task" and run.results["agora"]["held_out"] == report["final"]["held_out"]
 
 
+@pytest.mark.parametrize("key", ["finetune", "weak_model", "out"])
+def test_an_empty_path_is_refused_before_anything_is_written(key, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    recipe = yaml.safe_load(TINY.read_text())
+    recipe.update({"finetune": str(REPO / recipe["finetune"]), "weak_model": str(REPO / recipe["weak_model"]),
+                   "out": str(tmp_path / "out"), key: ""})
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit):
+        main(["agora", "--config", str(tmp_path / "r.yaml")])
+    assert f"{key} is empty" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
 def test_a_changed_recipe_refuses_the_old_folder(tiny_run, capsys):
     recipe = yaml.safe_load(tiny_run["recipe"].read_text())
     recipe["variants"] = 3

@@ -62,7 +62,8 @@ def test_token_edit_only_drops_and_reorders_source_words():
     source = LONG.split()
     for seed in range(20):
         out = TokenEdit(drop=0.3, swap=0.5).rewrite([LONG], seed)[0].split()
-        assert 1 <= len(out) < len(source) + 1 and not Counter(out) - Counter(source)
+        assert 1 <= len(out) <= len(source), out  # words only dropped, never added
+        assert not Counter(out) - Counter(source), out  # and every word is one of the source's
 
 
 def test_token_edit_never_empty_and_one_word_unchanged():
@@ -167,7 +168,8 @@ def test_call_rejects_a_rewrite_of_the_wrong_length():
 
     with pytest.raises(BortzooError, match="Short"):
         Short()(RTE_ROWS, FIELDS, variants=1, seed=0)
-    with pytest.raises(NotImplementedError):
+    # the base class is the contract, not a transformation: using it as one says what a subclass must add
+    with pytest.raises(NotImplementedError, match=r"Transform must implement rewrite\(\) or override __call__"):
         Transform()(RTE_ROWS, FIELDS, variants=1, seed=0)
 
 

@@ -69,9 +69,9 @@ class State:
 
     def put(self, name: str, value: Any) -> Any:
         self.steps[name] = value
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        partial.write_text(json.dumps({"settings": self.key, "steps": self.steps}, indent=1))
-        partial.replace(self.path)
+        from bortzoo.results import write_json
+
+        write_json(self.path, {"settings": self.key, "steps": self.steps})
         return value
 
 
@@ -231,6 +231,9 @@ def agora(
         gpus: GPU indices for parallel trials.
     """
     started = time.time()
+    for name, value in (("finetune", finetune), ("weak_model", weak_model), ("out", out)):
+        if not str(value).strip():  # an empty out would write the run into the current folder
+            raise BortzooError(f"{name} is empty: give a path (see bortzoo agora --help)")
     recipe_path = Path(finetune)
     if not recipe_path.is_file():
         raise BortzooError(f"finetune recipe {finetune} does not exist")

@@ -166,9 +166,9 @@ def run_trial(folder: Path) -> dict:
     result = {"score": float(callback.best_model_score), "checkpoint": str(callback.best_model_path),
               "epochs": int(cli.trainer.current_epoch), "seconds": round(time.time() - started, 1),
               "resumed": last.exists() and "--ckpt_path" in args}
-    partial = folder / f".{TRIAL_FILE}.partial"
-    partial.write_text(json.dumps(result, indent=2))
-    partial.replace(folder / TRIAL_FILE)
+    from bortzoo.results import write_json
+
+    write_json(folder / TRIAL_FILE, result)  # atomic: a trial killed while writing is simply not done
     return result
 
 
