@@ -90,10 +90,14 @@ def export(checkpoint: str, out: str, tokenizer: Optional[str] = None) -> str:
 
 
 def write_random_masked_lm(folder: str | os.PathLike, arch, seed: int = 0, tokenizer_dir: Optional[str] = None,
-                           safetensors: bool = True) -> Path:
+                           safetensors: bool = True, trained_head: bool = True, dtype=None) -> Path:
     """A random-weight masked-LM folder in the `amazon/bort` layout (BERT model type, RoBERTa
     tokenizer files, no tokenizer.json): the offline stand-in for a real checkpoint in tests,
-    benchmarks and demos. `safetensors=False` writes the old `pytorch_model.bin` instead."""
+    benchmarks and demos. `safetensors=False` writes the old `pytorch_model.bin` instead.
+
+    `trained_head=True` gives the masked-LM head's LayerNorm and bias random values, as any trained head has
+    (a stand-in for a teacher); False leaves them at their initial values, as amazon/bort's conversion did
+    (`bortzoo.hub.untrained_mlm_head` recognises that). `dtype` (torch.float16) stores the weights in it."""
     import json
 
     import torch
@@ -106,6 +110,13 @@ def write_random_masked_lm(folder: str | os.PathLike, arch, seed: int = 0, token
     with torch.random.fork_rng(devices=[]):  # reproducible weights, the caller's RNG untouched
         torch.manual_seed(seed)
         model = BertForMaskedLM(arch.to_bert_config())
+        if trained_head:
+            head = model.cls.predictions
+            with torch.no_grad():
+                for tensor in (head.transform.LayerNorm.weight, head.transform.LayerNorm.bias, head.bias):
+                    tensor.add_(torch.randn_like(tensor) * 0.02)
+    if dtype is not None:
+        model = model.to(dtype)
     model.save_pretrained(out)
     if not safetensors:
         (out / "model.safetensors").unlink()
@@ -115,6 +126,27 @@ def write_random_masked_lm(folder: str | os.PathLike, arch, seed: int = 0, token
     (out / "config.json").write_text(json.dumps(config, indent=2))
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(Path(tokenizer_dir or TINY_TOKENIZER_DIR) / name, out / name)
+    return out
+
+
+def write_bort_release_layout(folder: str | os.PathLike, seed: int = 0, tokenizer_dir: Optional[str] = None) -> Path:
+    """`amazon/bort` as transformers' conversion script wrote it (models/deprecated/bort/
+    convert_bort_original_gluonnlp_checkpoint_to_pytorch.py), with random values: BertForMaskedLM at the true
+    shape <4,8,1024,768> (vocabulary 50,265, 512 positions, LayerNorm eps 1e-5, pad id 1, one token type whose
+    embedding is zeroed), the masked-LM head at its initial values (only the encoder was copied), and every
+    weight in float16 (`hf_bort_model.half()` before saving). The offline stand-in for the real checkpoint
+    wherever its dtype, shape or head matters."""
+    import torch
+
+    from safetensors.torch import load_file, save_file
+
+    from bortzoo.arch import get_arch
+
+    out = write_random_masked_lm(folder, get_arch("bort"), seed=seed, tokenizer_dir=tokenizer_dir, trained_head=False,
+                                 dtype=torch.float16)
+    state = load_file(str(out / "model.safetensors"))
+    state["bert.embeddings.token_type_embeddings.weight"].zero_()
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
 
 

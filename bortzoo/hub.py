@@ -159,25 +159,126 @@ def load_tokenizer(ref: str, revision: Optional[str] = None):
         raise BortzooError(f"cannot load the tokenizer of {ref!r} ({path}): {err}") from None
 
 
-def load_masked_lm(ref: str, revision: Optional[str] = None, **kwargs: Any):
-    """A masked-LM model from `ref` (BERT, RoBERTa, Bort...), weights from safetensors or a weights-only .bin."""
+def load_masked_lm(ref: str, revision: Optional[str] = None, dtype=None, **kwargs: Any):
+    """A masked-LM model from `ref` (BERT, RoBERTa, Bort...), weights from safetensors or a weights-only .bin;
+    `dtype` (e.g. torch.float32) converts the weights after loading (see `_load_weights`)."""
     from transformers import AutoModelForMaskedLM
 
-    return _load_weights(AutoModelForMaskedLM, "masked-LM model", ref, revision, **kwargs)
+    return load_weights(AutoModelForMaskedLM, "masked-LM model", ref, revision, dtype, **kwargs)
 
 
-def load_encoder(ref: str, revision: Optional[str] = None, **kwargs: Any):
+def load_encoder(ref: str, revision: Optional[str] = None, dtype=None, **kwargs: Any):
     """The bare encoder of `ref` (no task head), for fine-tuning; same weight rules as `load_masked_lm`."""
     from transformers import AutoModel
 
-    return _load_weights(AutoModel, "encoder", ref, revision, **kwargs)
+    return load_weights(AutoModel, "encoder", ref, revision, dtype, **kwargs)
 
 
-def _load_weights(auto_class, what: str, ref: str, revision: Optional[str], **kwargs: Any):
+def load_weights(auto_class, what: str, ref: str, revision: Optional[str] = None, dtype=None, **kwargs: Any):
+    """`auto_class.from_pretrained` on the resolved folder of `ref`, with bortzoo's errors.
+
+    transformers 5 loads the dtype the checkpoint is stored in (`amazon/bort` was saved with `.half()`):
+    `dtype` converts every floating weight afterwards, so training always starts from float32 master weights
+    and an inference path runs in the dtype it names, whatever the file holds (`stored_dtype` says which).
+    """
     path = resolve(ref, revision)
     if not has_weights(path):
         raise BortzooError(f"{ref!r} ({path}) has no weights: expected one of {', '.join(WEIGHT_FILES)}")
     try:
-        return auto_class.from_pretrained(path, **kwargs)
+        model = auto_class.from_pretrained(path, **kwargs)
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         raise BortzooError(f"cannot load a {what} from {ref!r} ({path}): {err}") from None
+    return model if dtype is None else model.to(dtype)
+
+
+def stored_dtype(folder: str | os.PathLike) -> str:
+    """The floating dtype a model folder stores its weights in (``float16``, ``float32``...), read from the
+    safetensors header without loading any tensor; for a `.bin`, what config.json records; else ``unknown``."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    files = [folder / "model.safetensors"]
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        files = [folder / shard for shard in shards[:1]]
+    if files and files[0].is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(files[0]), "pt") as handle:
+            kinds = {str(handle.get_slice(key).get_dtype()) for key in handle.keys()}
+        floating = sorted(kinds & set(_SAFETENSORS_DTYPES))
+        if floating:
+            return "+".join(_SAFETENSORS_DTYPES[kind] for kind in floating)
+    config = folder / "config.json"
+    if config.is_file():
+        recorded = json.loads(config.read_text()).get("dtype") or json.loads(config.read_text()).get("torch_dtype")
+        if isinstance(recorded, str) and recorded != "auto":
+            return recorded.replace("torch.", "")
+    return "unknown"
+
+
+_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
+
+
+def weight_names(folder: str | os.PathLike) -> set[str]:
+    """The tensor names a model folder stores (safetensors headers or the .bin index; a single .bin is read
+    weights-only), without building the model: what a checkpoint really holds, before transformers fills gaps
+    with random values."""
+    folder = Path(folder)
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            return set(json.loads((folder / index).read_text()).get("weight_map", {}))
+    if (folder / "model.safetensors").is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(folder / "model.safetensors"), "pt") as handle:
+            return set(handle.keys())
+    if (folder / "pytorch_model.bin").is_file():
+        import torch
+
+        return set(torch.load(folder / "pytorch_model.bin", map_location="meta", weights_only=True))
+    return set()
+
+
+# The masked-LM head's LayerNorm and output bias, under BERT's and RoBERTa's names.
+_MLM_HEAD_AT_INIT = (("cls.predictions.transform.LayerNorm.weight", 1.0), ("cls.predictions.transform.LayerNorm.bias", 0.0),
+                     ("cls.predictions.bias", 0.0))
+_ROBERTA_HEAD_AT_INIT = (("lm_head.layer_norm.weight", 1.0), ("lm_head.layer_norm.bias", 0.0), ("lm_head.bias", 0.0))
+
+
+def untrained_mlm_head(folder: str | os.PathLike) -> bool:
+    """Whether the folder's masked-LM head still holds its initial values (LayerNorm weight 1, biases 0).
+
+    No trained head keeps those exactly; `amazon/bort` does, because its conversion built BertForMaskedLM and
+    copied only the encoder (so mask filling gives junk). Read from the weight files, so a local copy or a
+    re-upload is recognised as well as the Hub id. False for a folder without a masked-LM head.
+    """
+    folder = Path(folder)
+    names = weight_names(folder)
+    for pattern in (_MLM_HEAD_AT_INIT, _ROBERTA_HEAD_AT_INIT):
+        if all(name in names for name, _ in pattern):
+            tensors = _read_tensors(folder, [name for name, _ in pattern])
+            return all(tensors[name].float().eq(value).all().item() for name, value in pattern)
+    return False
+
+
+def _read_tensors(folder: Path, names: list[str]) -> dict:
+    """Just the named tensors of a model folder (safetensors reads only those; a .bin is read weights-only)."""
+    import torch
+
+    index = next((folder / f for f in ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+                  if (folder / f).is_file()), None)
+    files = {name: json.loads(index.read_text())["weight_map"][name] for name in names} if index else \
+        {name: "model.safetensors" if (folder / "model.safetensors").is_file() else "pytorch_model.bin"
+         for name in names}
+    out = {}
+    for file in set(files.values()):
+        wanted = [name for name, f in files.items() if f == file]
+        if file.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(str(folder / file), "pt") as handle:
+                out.update({name: handle.get_tensor(name) for name in wanted})
+        else:
+            state = torch.load(folder / file, map_location="cpu", weights_only=True)
+            out.update({name: state[name] for name in wanted})
+    return out

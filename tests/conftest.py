@@ -35,11 +35,13 @@ def tiny_tokenizer_dir() -> str:
     return TINY_TOKENIZER_DIR
 
 
-def make_bort_layout(folder: Path, arch: Arch = TINY_ARCH, seed: int = 0, safetensors: bool = True) -> Path:
-    """A model folder laid out like `amazon/bort`: BERT model type, RoBERTa tokenizer files, no tokenizer.json."""
+def make_bort_layout(folder: Path, arch: Arch = TINY_ARCH, seed: int = 0, safetensors: bool = True,
+                     trained_head: bool = True) -> Path:
+    """A model folder laid out like `amazon/bort`: BERT model type, RoBERTa tokenizer files, no tokenizer.json.
+    `trained_head=False` leaves the masked-LM head at its initial values, as amazon/bort's own."""
     from bortzoo.export import write_random_masked_lm
 
-    return write_random_masked_lm(folder, arch, seed=seed, safetensors=safetensors)
+    return write_random_masked_lm(folder, arch, seed=seed, safetensors=safetensors, trained_head=trained_head)
 
 
 @pytest.fixture(scope="session")

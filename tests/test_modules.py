@@ -142,3 +142,37 @@ def test_bf16_mixed_with_gradient_accumulation(tmp_path):
     assert fit.global_step == 3
     assert torch.isfinite(fit.callback_metrics["train/loss"])
     assert data._position_and_rank() == (6, 0, 1)
+
+
+class Modes(L.Callback):
+    """At each training step: active dropouts of the student, of the teacher, and the teacher's dtypes."""
+
+    def __init__(self):
+        self.student, self.teacher, self.teacher_dtypes = [], [], set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        def active(module):
+            return [m.training for m in module.modules() if isinstance(m, torch.nn.Dropout)]
+
+        self.student.append(active(pl_module.model))
+        self.teacher.append(active(pl_module.teacher))
+        self.teacher_dtypes |= {p.dtype for p in pl_module.teacher.parameters()}
+
+
+def test_distillation_trains_the_student_with_dropout_and_keeps_the_teacher_in_eval(tmp_path):
+    """Also when resumed from a checkpoint, and with a teacher stored in float16 (run in float32)."""
+    from bortzoo.export import write_random_masked_lm
+
+    half_teacher = write_random_masked_lm(tmp_path / "half-teacher", TINY_ARCH, seed=2, dtype=torch.float16)
+    student = Student(TINY_ARCH, teacher=Teacher(str(half_teacher)))
+    fit, modes = trainer(tmp_path, 2), Modes()
+    fit.callbacks.append(modes)
+    fit.fit(student, corpus())
+    fit.save_checkpoint(tmp_path / "last.ckpt")
+    resumed, again = Student(TINY_ARCH, teacher=Teacher(str(half_teacher))), trainer(tmp_path, 4)
+    again.callbacks.append(modes)
+    again.fit(resumed, corpus(), ckpt_path=str(tmp_path / "last.ckpt"))
+    assert len(modes.student) == 4
+    assert all(all(step) and len(step) == 1 + 3 * TINY_ARCH.depth for step in modes.student), modes.student
+    assert all(not any(step) and step for step in modes.teacher), modes.teacher
+    assert modes.teacher_dtypes == {torch.float32}

@@ -469,3 +469,85 @@ def test_max_length_beyond_the_positions_raises():
     data = TaskData(task="sst2", data_dir=TINY_GLUE, max_length=TINY_ARCH.max_positions + 1, batch_size=32)
     with pytest.raises(BortzooError, match="positions"):
         trainer(max_epochs=1).fit(model, data)
+
+
+# -- starting from a checkpoint: train mode and float32 master weights -----------------------------------------
+class TrainingModes(L.Callback):
+    """Records, at each training step, how many dropout modules are active and whether two forwards of the
+    step's batch differ (they must: dropout is random)."""
+
+    def __init__(self):
+        self.active, self.total, self.differ, self.dtypes = [], 0, [], set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        dropouts = [m for m in pl_module.modules() if isinstance(m, nn.Dropout)]
+        self.total = len(dropouts)
+        self.active.append(sum(m.training for m in dropouts))
+        self.dtypes |= {p.dtype for p in pl_module.parameters()}
+        with torch.no_grad():
+            self.differ.append(not torch.equal(pl_module._logits(batch), pl_module._logits(batch)))
+
+
+def fit_steps(model: TaskModel, steps: int = 2, **kwargs) -> TrainingModes:
+    modes = TrainingModes()
+    data = TaskData(task=model.spec.name, data_dir=TINY_GLUE, max_length=32, batch_size=8, train_limit=16)
+    trainer(max_steps=steps, callbacks=[modes], num_sanity_val_steps=0, limit_val_batches=0, **kwargs).fit(model, data)
+    return modes
+
+
+def test_fine_tuning_from_a_folder_trains_with_dropout(bort_layout_dir):
+    """`from_pretrained` returns eval mode and Lightning keeps it: every dropout must be on in the training step."""
+    model = TaskModel(task="sst2", model=str(bort_layout_dir))
+    modes = fit_steps(model)
+    assert modes.total == 2 + 3 * TINY_ARCH.depth + 1  # head, per layer (attention probs, attention out, ffn out), embeddings
+    assert modes.active == [modes.total, modes.total], modes.active
+    assert all(modes.differ)
+
+
+def test_fine_tuning_from_a_student_checkpoint_trains_with_dropout(student_checkpoint):
+    path, _ = student_checkpoint
+    modes = fit_steps(TaskModel(task="sst2", model=str(path)))
+    assert modes.active == [modes.total] * 2 and all(modes.differ)
+
+
+def test_resuming_a_fine_tune_keeps_dropout_on(bort_layout_dir, tmp_path):
+    model = TaskModel(task="sst2", model=str(bort_layout_dir))
+    data = TaskData(task="sst2", data_dir=TINY_GLUE, max_length=32, batch_size=8, train_limit=16)
+    first = trainer(max_steps=1, num_sanity_val_steps=0, limit_val_batches=0)
+    first.fit(model, data)
+    first.save_checkpoint(tmp_path / "last.ckpt")
+    again, modes = TaskModel(task="sst2", model=str(bort_layout_dir)), TrainingModes()
+    trainer(max_steps=3, callbacks=[modes], num_sanity_val_steps=0, limit_val_batches=0).fit(
+        again, data, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert modes.active and all(active == modes.total for active in modes.active)
+
+
+@pytest.fixture(scope="module")
+def half_bort_layout(tmp_path_factory) -> Path:
+    """A tiny folder stored in float16, as amazon/bort (`.half()` before saving)."""
+    from bortzoo.export import write_random_masked_lm
+
+    return write_random_masked_lm(tmp_path_factory.mktemp("half"), TINY_ARCH, seed=4, trained_head=False,
+                                  dtype=torch.float16)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_a_float16_checkpoint_fine_tunes_from_float32_master_weights(half_bort_layout, precision):
+    from bortzoo.hub import stored_dtype
+
+    assert stored_dtype(half_bort_layout) == "float16"
+    stored = load_file(str(half_bort_layout / "model.safetensors"))
+    model = TaskModel(task="rte", model=str(half_bort_layout))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # the conversion is exact: every float16 value is a float32 value
+    torch.testing.assert_close(model.encoder.embeddings.word_embeddings.weight,
+                               stored["bert.embeddings.word_embeddings.weight"].float(), rtol=0, atol=0)
+    before = model.encoder.encoder.layer[0].attention.self.query.weight.detach().clone()
+    modes = fit_steps(model, precision=precision)
+    assert modes.dtypes == {torch.float32} and all(modes.differ)
+    assert not torch.equal(before, model.encoder.encoder.layer[0].attention.self.query.weight)
+
+
+def test_head_pooler_on_an_encoder_without_a_pooler_says_so(bort_layout_dir):
+    with pytest.warns(UserWarning, match="no pretrained pooler"):
+        TaskModel(task="sst2", model=str(bort_layout_dir), head="pooler")

@@ -152,13 +152,17 @@ class MaskedLMReplace(Transform):
         if self._model is None:
             import torch
 
-            from bortzoo.hub import load_masked_lm, load_tokenizer
+            from bortzoo.hub import load_masked_lm, load_tokenizer, resolve, untrained_mlm_head
 
             tokenizer = load_tokenizer(self.model, self.revision)
+            if untrained_mlm_head(resolve(self.model, self.revision)):
+                raise BortzooError(f"model {self.model!r} cannot fill masks: its masked-LM head still holds its initial "
+                                   f"values (a copy of amazon/bort, or never trained). Use the teacher ({TEACHER!r}) "
+                                   "or a pretrained bortzoo student exported with `bortzoo export`")
             if tokenizer.mask_token_id is None:
                 raise BortzooError(f"the tokenizer of {self.model!r} has no mask token: it is not a masked LM")
             device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
-            model = load_masked_lm(self.model, self.revision).to(device).eval().requires_grad_(False)
+            model = load_masked_lm(self.model, self.revision, dtype=torch.float32).to(device).eval().requires_grad_(False)
             self._tokenizer, self._model = tokenizer, model
         return self._model, self._tokenizer
 

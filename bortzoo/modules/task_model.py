@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 import torch.nn.functional as F
 from torch import nn
 
@@ -120,7 +121,11 @@ class TaskModel(L.LightningModule):
         self.save_hyperparameters()
         if arch is not None:
             self.hparams["arch"] = get_arch(arch).as_dict()
-        self.encoder, tokenizer_ref = self._build_encoder()
+        encoder, tokenizer_ref = self._build_encoder()
+        # `from_pretrained` hands back eval mode (dropout off) in the checkpoint's dtype (amazon/bort: float16), and
+        # Lightning keeps submodule modes as it finds them: fine-tune float32 master weights with dropout on; the
+        # trainer's precision decides the compute dtype.
+        self.encoder = encoder.to(torch.float32).train()
         self.tokenizer_ref = tokenizer or tokenizer_ref
         self.tokenizer = None
         if self.tokenizer_ref is not None:
@@ -164,13 +169,23 @@ class TaskModel(L.LightningModule):
             if hp.head == "pooler":
                 raise BortzooError("a pretraining checkpoint has no pooler: use head 'bort'")
             return encoder, tokenizer
-        from bortzoo.hub import load_encoder
+        from bortzoo.hub import load_encoder, resolve, stored_dtype, weight_names
 
         kwargs = {} if hp.head == "pooler" else {"add_pooling_layer": False}
         try:
-            return load_encoder(hp.model, hp.revision, **kwargs), hp.model
+            encoder = load_encoder(hp.model, hp.revision, **kwargs)
         except TypeError:  # encoders without the option (e.g. some non-BERT families)
-            return load_encoder(hp.model, hp.revision), hp.model
+            encoder = load_encoder(hp.model, hp.revision)
+        folder = resolve(hp.model, hp.revision)
+        stored = stored_dtype(folder)
+        if stored not in ("float32", "unknown"):
+            rank_zero_info(f"{hp.model}: weights stored as {stored}; fine-tuned from float32 master weights "
+                           "(trainer.precision sets the compute dtype)")
+        if hp.head == "pooler" and not any(name.endswith("pooler.dense.weight") for name in weight_names(folder)):
+            rank_zero_warn(f"head 'pooler': {hp.model} has no pretrained pooler weights, so the pooler (dense+tanh) "
+                           "starts from random values: this is head 'bort' with one dropout less. Use head 'bort' "
+                           "to say so, or a checkpoint with a pooler (BERT's next-sentence pooler)")
+        return encoder, hp.model
 
     def _restore_head(self) -> bool:
         """Starting from a task folder of this task (`bortzoo publish` writes them), keep its trained head."""

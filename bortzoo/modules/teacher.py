@@ -26,7 +26,9 @@ class Teacher(L.LightningModule):
     def __init__(self, source: str, revision: Optional[str] = None):
         super().__init__()
         self.save_hyperparameters()
-        self.model = load_masked_lm(source, revision)
+        # float32 whatever the checkpoint stores (transformers 5 keeps its dtype): the trainer's precision decides
+        # the compute dtype of teacher and student alike; eval mode on purpose (see `train`)
+        self.model = load_masked_lm(source, revision, dtype=torch.float32)
         self.model.requires_grad_(False)
         self.model.eval()
 
