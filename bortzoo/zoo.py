@@ -8,12 +8,13 @@ are published (`bortzoo publish` prints the entry to add).
 
     model, tokenizer = bortzoo.load("bert-large-rte")       # a zoo name
     model, tokenizer = bortzoo.load("amazon/bort")          # any Hub id
-    model, tokenizer = bortzoo.load("runs/publish/rte")     # a folder written by `bortzoo publish`
+    model, tokenizer = bortzoo.load("runs/finetune/glue/rte-bort/hub")  # a folder written by `bortzoo publish`
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from bortzoo.errors import BortzooError
 
 # kind → what `load` returns: the bare encoder, a masked-LM, a task model, or a search candidate (masked-LM).
 KINDS = ("encoder", "masked-lm", "task", "candidate")
+logger = logging.getLogger("bortzoo")
 
 
 @dataclass(frozen=True)
@@ -101,27 +103,60 @@ def get_entry(name: str) -> ZooEntry:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def load(ref: str, revision: Optional[str] = None, eval_mode: bool = True):
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def load(ref: str, revision: Optional[str] = None, eval_mode: bool = True, dtype: str = "float32"):
     """The ready (model, tokenizer) of a zoo name, a Hub id or a local folder.
 
     The model class follows what the checkpoint is: a task model (sequence classification or multiple
-    choice, as `config.json` says), a masked-LM, or, for `amazon/bort` whose masked-LM head is junk, the
-    bare encoder. Weights are read from safetensors, or a `.bin` only with `torch.load(weights_only=True)`.
-    """
-    from bortzoo.hub import load_tokenizer, resolve
+    choice, as `config.json` says), a masked-LM, or the bare encoder when the masked-LM head was never
+    trained (`amazon/bort`, or any copy of it: mask filling would give junk; a warning says so). Weights are
+    read from safetensors, or a `.bin` only with `torch.load(weights_only=True)`.
 
+    Args:
+        ref: Zoo name, Hub id or local folder.
+        revision: Hub revision.
+        eval_mode: Return the model in eval mode (dropout off).
+        dtype: The dtype the model runs in: ``float32`` (default: exact on every CPU), ``bfloat16``,
+            ``float16``, or ``auto`` to keep what the checkpoint stores (amazon/bort: float16, which many
+            CPUs run slowly or not at all). The choice and the stored dtype are logged (logger ``bortzoo``).
+    """
+    import torch
+
+    from bortzoo.hub import load_tokenizer, resolve, stored_dtype, untrained_mlm_head
+
+    if dtype not in DTYPES:
+        raise BortzooError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     entry = REGISTRY.get(ref)
-    source = entry.hub_id if entry else ref
-    revision = revision or (entry.revision if entry else None)
+    source, revision = source_of(ref, revision)
     folder = resolve(source, revision)
     kind = entry.kind if entry else _kind_of(source, folder)
+    if kind != "task" and (_is_amazon_bort(source) or untrained_mlm_head(folder)):
+        warnings.warn(f"{source}: its masked-LM head is broken (never trained: amazon/bort's conversion copied only "
+                      "the encoder, so mask filling gives junk): loading the bare encoder", stacklevel=2)
+        kind = "encoder"
     model = _load_model(kind, source, revision, folder)
+    stored = stored_dtype(folder)
+    if dtype != "auto":
+        model = model.to(getattr(torch, dtype))
+    logger.info("%s: weights stored as %s, running in %s", source, stored, str(next(model.parameters()).dtype)[6:])
     if entry is not None and entry.label_names:
         _name_labels(model, entry)
     tokenizer = load_tokenizer(source, revision)
     if eval_mode:
         model.eval()
     return model, tokenizer
+
+
+def source_of(ref: str, revision: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """The Hub id or folder, and revision, that a zoo name, Hub id or folder loads from."""
+    entry = REGISTRY.get(ref)
+    return (entry.hub_id if entry else ref), revision or (entry.revision if entry else None)
+
+
+def _is_amazon_bort(source: str) -> bool:
+    return str(source).strip("/").lower() == "amazon/bort"
 
 
 def _name_labels(model, entry: ZooEntry) -> None:
@@ -136,10 +171,7 @@ def _name_labels(model, entry: ZooEntry) -> None:
 
 
 def _kind_of(source: str, folder: Path) -> str:
-    """A checkpoint's kind from its config (the class it was saved as); `amazon/bort` is an encoder whatever
-    its config says, because its masked-LM head is junk."""
-    if str(source).strip("/").lower() == "amazon/bort":
-        return "encoder"
+    """A checkpoint's kind from its config (the class it was saved as)."""
     config = json.loads((folder / "config.json").read_text())
     architectures = config.get("architectures") or []
     if any(a.endswith(("ForSequenceClassification", "ForMultipleChoice")) for a in architectures):
@@ -152,19 +184,16 @@ def _kind_of(source: str, folder: Path) -> str:
 def _load_model(kind: str, source: str, revision: Optional[str], folder: Path):
     from transformers import AutoModelForMaskedLM, AutoModelForMultipleChoice, AutoModelForSequenceClassification
 
-    from bortzoo.hub import _load_weights, load_encoder
+    from bortzoo.hub import load_encoder, load_weights
 
     if kind == "encoder":
-        if str(source).strip("/").lower() == "amazon/bort":
-            warnings.warn("amazon/bort ships encoder weights only (its masked-LM head is broken): loading the "
-                          "encoder", stacklevel=3)
         return load_encoder(source, revision)
     if kind in ("masked-lm", "candidate"):
-        return _load_weights(AutoModelForMaskedLM, "masked-LM model", source, revision)
+        return load_weights(AutoModelForMaskedLM, "masked-LM model", source, revision)
     config = json.loads((folder / "config.json").read_text())
     multiple_choice = any(a.endswith("ForMultipleChoice") for a in config.get("architectures") or [])
     auto = AutoModelForMultipleChoice if multiple_choice else AutoModelForSequenceClassification
-    return _load_weights(auto, "task model", source, revision)
+    return load_weights(auto, "task model", source, revision)
 
 
 # -- listing ---------------------------------------------------------------------------------------

@@ -386,3 +386,25 @@ def test_demo_verb_bad_option_fails_before_serving(capsys):
         main(["demo", "--bort", "sst2", "--zoo", "false"])
     assert exit_.value.code == 2
     assert "--bort: expected TASK=VALUE" in capsys.readouterr().err
+
+
+def test_a_float16_checkpoint_runs_in_float32_and_the_status_says_so(demo_folders, tmp_path):
+    """Checkpoints converted with `.half()` (amazon/bort) are loaded in float32, and the status line names both."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from bortzoo.demo.models import Slot, describe
+
+    half = tmp_path / "tiny-random-bort-sst2-fp16"
+    shutil.copytree(demo_folders["Bort"]["sst2"], half)
+    state = load_file(str(half / "model.safetensors"))
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(half / "model.safetensors"),
+              metadata={"format": "pt"})
+    loaded = load_checkpoint(str(half), "sst2", demo_settings(demo_folders))
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    assert (loaded.dtype, loaded.stored_dtype) == ("float32", "float16")
+    line = describe(Slot("Bort", "sst2", str(half), READY, loaded=loaded))
+    assert "runs in float32, stored as float16" in line
+    full = load_checkpoint(demo_folders["Bort"]["sst2"], "sst2", demo_settings(demo_folders))
+    assert "stored as" not in describe(Slot("Bort", "sst2", "x", READY, loaded=full))

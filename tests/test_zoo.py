@@ -58,7 +58,7 @@ def bort_hub_cache(tmp_path, monkeypatch) -> Path:
     it (`snapshot_download` reads `constants.HF_HUB_CACHE` when called) and kept offline."""
     from huggingface_hub import constants
 
-    source = make_bort_layout(tmp_path / "source")
+    source = make_bort_layout(tmp_path / "source", trained_head=False)
     cache = tmp_path / "hub"
     repo = cache / "models--amazon--bort"
     snapshot = repo / "snapshots" / BORT_COMMIT
@@ -184,11 +184,22 @@ def test_cli_zoo_list_markdown_prints_the_table(capsys):
 
 
 # -- 4. load() on local folders ----------------------------------------------------------------------
-def test_load_masked_lm_folder(tmp_path):
+def test_a_local_copy_of_amazon_bort_warns_and_loads_the_encoder(tmp_path):
+    """The junk masked-LM head is recognised from the weights (still at its initial values), not from the name."""
+    from transformers import BertModel
+
+    folder = make_bort_layout(tmp_path / "my-copy-of-bort", trained_head=False)
+    with pytest.warns(UserWarning, match="masked-LM head is broken"):
+        model, _ = load(str(folder))
+    assert type(model) is BertModel
+
+
+def test_load_masked_lm_folder(tmp_path, recwarn):
     from transformers import BertForMaskedLM
 
-    folder = make_bort_layout(tmp_path / "not-amazon-bort")  # amazon/bort's layout, another name
+    folder = make_bort_layout(tmp_path / "not-amazon-bort")  # amazon/bort's layout, another name, a trained head
     model, tokenizer = load(str(folder))
+    assert not [w for w in recwarn if "masked-LM head" in str(w.message)]
     assert type(model) is BertForMaskedLM
     _assert_eval_mode(model)
     batch = _encode(tokenizer)
@@ -303,3 +314,19 @@ def test_a_task_entry_names_generic_labels_and_refuses_a_wrong_label_count(task_
     with pytest.raises(BortzooError, match="2 outputs but task mnli has 3 labels"):
         load("tiny-mnli")
 
+
+
+def test_load_runs_in_the_dtype_asked_for_and_logs_what_is_stored(tmp_path, caplog):
+    import logging
+
+    from bortzoo.export import write_random_masked_lm
+
+    folder = write_random_masked_lm(tmp_path / "half", TINY_ARCH, seed=1, dtype=torch.float16)
+    with caplog.at_level(logging.INFO, logger="bortzoo"):
+        model, _ = load(str(folder))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert "weights stored as float16, running in float32" in caplog.text
+    kept, _ = load(str(folder), dtype="auto")
+    assert {p.dtype for p in kept.parameters()} == {torch.float16}
+    with pytest.raises(BortzooError, match="dtype must be one of"):
+        load(str(folder), dtype="fp8")

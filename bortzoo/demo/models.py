@@ -33,6 +33,8 @@ class Loaded:
     max_length: int
     load_s: float
     warm_ms: float
+    dtype: str = "float32"  # what it runs in (bortzoo.load's default)
+    stored_dtype: str = "unknown"  # what its weight files hold (amazon/bort: float16)
 
 
 @dataclass
@@ -50,15 +52,18 @@ def load_checkpoint(ref: str, task: str, settings: DemoSettings) -> Loaded:
     """`bortzoo.load(ref)`, checked to be a model fine-tuned for `task`, with its pair template read off
     its tokenizer (published bortzoo models carry Bort's template there)."""
     from bortzoo.data.task_data import Template
+    from bortzoo.hub import resolve, stored_dtype
     from bortzoo.task_guard import check_head
-    from bortzoo.zoo import load
+    from bortzoo.zoo import load, source_of
 
     start = time.perf_counter()
-    model, tokenizer = load(ref)
+    model, tokenizer = load(ref, dtype="float32")
     check_head(model, get_task(task), ref)
     positions = int(getattr(model.config, "max_position_embeddings", settings.max_length))
     max_length = min(settings.max_length, positions)
-    return Loaded(ref, model, tokenizer, Template.of(tokenizer), max_length, time.perf_counter() - start, 0.0)
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    return Loaded(ref, model, tokenizer, Template.of(tokenizer), max_length, time.perf_counter() - start, 0.0,
+                  dtype=dtype, stored_dtype=stored_dtype(resolve(*source_of(ref))))
 
 
 class ModelPool:
@@ -183,7 +188,9 @@ def fetch_hint(ref: str) -> str:
 def describe(slot: Slot) -> str:
     if slot.state == READY:
         loaded = slot.loaded
-        return f"ready (`{slot.ref}`, loaded in {loaded.load_s:.1f} s, warm forward {loaded.warm_ms:.0f} ms)"
+        stored = "" if loaded.stored_dtype in (loaded.dtype, "unknown") else f", stored as {loaded.stored_dtype}"
+        return (f"ready (`{slot.ref}`, runs in {loaded.dtype}{stored}, loaded in {loaded.load_s:.1f} s, warm forward "
+                f"{loaded.warm_ms:.0f} ms)")
     if slot.state == LOADING:
         return f"loading `{slot.ref}`…"
     if slot.state == WAITING:

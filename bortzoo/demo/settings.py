@@ -2,8 +2,8 @@
 
 By default every task checkpoint in the zoo registry is offered on the side its shape belongs to (today:
 the community BERT-large GLUE fine-tunes; bortzoo's own Bort fine-tunes join as they are published).
-`bortzoo demo --bort sst2=runs/publish/sst2` (or the same keys in a YAML given with `--config`) adds or
-replaces a checkpoint with a local folder or Hub id.
+`bortzoo demo --bort sst2=runs/finetune/glue/sst2-bort/hub` (or the same keys in a YAML given with `--config`)
+adds or replaces a checkpoint with a local folder or Hub id.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def parse_assignments(value: Assignments, option: str, check_task: bool = True) 
 def _split(item: str, option: str) -> tuple[str, str]:
     key, sep, ref = item.partition("=")
     if not sep or not key.strip():
-        raise BortzooError(f"{option}: expected TASK=VALUE (e.g. sst2=runs/publish/sst2), got {item!r}")
+        raise BortzooError(f"{option}: expected TASK=VALUE (e.g. sst2=runs/finetune/glue/sst2-bort/hub), got {item!r}")
     return key.strip(), ref
 
 
