@@ -586,7 +586,7 @@ def test_split_that_does_not_exist_names_the_available_splits():
 
 def test_unknown_config_in_data_dir(tmp_path):
     folder = hub_folder(tmp_path / "data", "cola", {"validation": sst2_rows([0, 1])})
-    with pytest.raises(BortzooError, match=r"task sst2: cannot load .* \(config 'sst2'\)"):
+    with pytest.raises(BortzooError, match=r"task sst2: .* has no config 'sst2'. A local copy must be laid out like"):
         load_split(get_task("sst2"), "validation", data_dir=folder)
 
 

@@ -21,6 +21,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from bortzoo.data.glue_tsv import read_glue_tsv, task_folder
+from bortzoo.data.local_copies import align_label_names, explain_load_error
 from bortzoo.data.tasks import CHOICE, CLASSES, RANKING, REGRESSION, EvalSplit, RowError, TaskSpec, get_task
 from bortzoo.errors import BortzooError
 
@@ -42,13 +44,14 @@ def load_split(spec: TaskSpec, split: str, data_dir: Optional[str] = None, revis
         # datasets caches a local folder by its name, not its contents: key the cache on the files instead
         cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "bortzoo-local", folder_signature(data_dir))
     try:
-        splits = datasets.load_dataset(where, spec.config, revision=None if data_dir else revision,
-                                       cache_dir=cache_dir)
+        tsv_folder = task_folder(spec, data_dir) if data_dir is not None else None  # a classic glue_data download
+        splits = (read_glue_tsv(spec, tsv_folder, [split]) if tsv_folder is not None else
+                  datasets.load_dataset(where, spec.config, revision=None if data_dir else revision,
+                                        cache_dir=cache_dir))
     except BortzooError:
         raise
     except Exception as err:  # datasets raises many kinds: no network, no such config, unreadable files
-        first = (str(err).strip() or type(err).__name__).splitlines()[0]
-        raise BortzooError(f"task {spec.name}: cannot load {where} (config {spec.config!r}): {first}") from None
+        raise explain_load_error(spec, where, err, data_dir) from None
     if split not in splits:
         raise BortzooError(f"task {spec.name}: {where} (config {spec.config!r}) has no split {split!r}; "
                            f"its splits are {sorted(splits)}")
@@ -59,7 +62,7 @@ def load_split(spec: TaskSpec, split: str, data_dir: Optional[str] = None, revis
                            f"the columns are {data.column_names}")
     if len(data) == 0:
         raise BortzooError(f"task {spec.name}, split {split}: the split is empty ({where})")
-    return data
+    return align_label_names(spec, data, split, where)
 
 
 def folder_signature(folder: str) -> str:
