@@ -4,14 +4,26 @@
 below picks the format by each split's benchmark.)
 
 GLUE wants one file per leaderboard column, named after it (`CoLA.tsv`, `MNLI-m.tsv`, `AX.tsv`...), with a
-header `index<TAB>prediction` and one row per test example: the example's `idx` and the label as the
-original task files wrote it (0/1 for CoLA, SST-2, MRPC, QQP, WNLI; `entailment`... for MNLI, AX, QNLI, RTE;
+header `index<TAB>prediction` and one row per test example: the example's `idx` (an integer) and the label as
+the original task files wrote it (0/1 for CoLA, SST-2, MRPC, QQP, WNLI; `entailment`... for MNLI, AX, QNLI, RTE;
 a score in [0, 5] with three decimals for STS-B). The zip holds every GLUE file written so far in the
-folder; each task's `bortzoo predict` adds its own.
+folder, at its top level; each task's `bortzoo predict` adds its own.
+
+Checked against jiant, the GLUE authors' library (nyu-mll/jiant):
+- file names: jiant/scripts/benchmarks/benchmarks.py, GlueBenchmark.BENCHMARK_SUBMISSION_FILENAMES (they come
+  from the specs' boards, `bortzoo.data.tasks`);
+- header and id column: the same file, GlueBenchmark.write_predictions (a tab-separated `index`, `prediction`
+  header, then the integer index of each test row), as jiant 1.x jiant/evaluate.py _write_glue_preds wrote it;
+- label strings: jiant/tasks/core.py, GlueMixin.get_glue_preds (the specs' `submission_labels`);
+- STS-B: jiant 1.x jiant/evaluate.py _write_glue_preds clips to [0, 5] and writes "%.3f" (followed here;
+  jiant 2's jiant/tasks/lib/stsb.py get_glue_preds only rounds to three decimals, without clipping).
+jiant writes the files but no zip; the zip holding them at its top level follows the sites' instructions as
+this project had them (the GLUE site itself could not be reached to check).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -36,9 +48,14 @@ def glue_files() -> list[str]:
 
 
 def format_prediction(spec: TaskSpec, value) -> str:
+    """One prediction as the leaderboard file writes it: a regression score clipped to the spec's label range
+    with three decimals (a NaN or infinite score is refused: it is not a prediction), else the label string."""
     if spec.kind == REGRESSION:
+        score = float(value)
+        if not math.isfinite(score):
+            raise BortzooError(f"score {score} is not a finite number")
         low, high = spec.label_range or (float("-inf"), float("inf"))
-        return f"{min(max(float(value), low), high):.3f}"
+        return f"{min(max(score, low), high):.3f}"
     index = int(value)
     if not 0 <= index < len(spec.submission_labels):
         raise BortzooError(f"task {spec.name}: prediction {index} has no label in {spec.submission_labels}")
@@ -54,16 +71,22 @@ def write_split_file(spec: TaskSpec, board: str, ids: Sequence, predictions: Seq
         raise BortzooError(f"{board}: {len(ids)} predictions for {expected_rows} test rows")
     if len(set(ids)) != len(ids):
         raise BortzooError(f"{board}: duplicate example ids in the predictions")
+    # jiant: jiant/scripts/benchmarks/benchmarks.py, GlueBenchmark.write_predictions (the GLUE header)
     header = ("index", "prediction") if spec.benchmark == "glue" else (spec.id_column, "answer")
     rows = sorted(zip(ids, predictions), key=lambda pair: pair[0])
+    lines = []  # formatted before the file is opened, so a bad prediction leaves no file behind
+    for example_id, value in rows:
+        try:
+            lines.append(f"{example_id}\t{format_prediction(spec, value)}\n")
+        except BortzooError as err:
+            raise BortzooError(f"{board}, {header[0]} {example_id}: {err}") from None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{board}.tsv"
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("\t".join(header) + "\n")
-        for example_id, value in rows:
-            handle.write(f"{example_id}\t{format_prediction(spec, value)}\n")
+        handle.writelines(lines)
     os.replace(tmp, path)
     return path
 

@@ -6,14 +6,31 @@ baseline (jiant) writes, and it rejects a zip whose names, labels or ids are off
 allows few uploads per month. So the files are written here from the task specs (label strings, board names)
 and `validate_submission` checks a folder, a zip or one file the way the server will:
 
-- BoolQ, WiC, WSC: ``{"idx": 12, "label": "true"}`` (booleans as lower-case strings);
+- BoolQ, WiC: ``{"idx": 12, "label": "true"}`` (booleans as lower-case strings);
+- WSC: ``{"idx": 12, "label": "True"}`` (booleans capitalised, as Python prints them);
 - CB: ``"entailment" | "contradiction" | "neutral"``; RTE, AX-b, AX-g: ``"entailment" | "not_entailment"``;
 - COPA: ``{"idx": 3, "label": 1}`` (the chosen option's index, a JSON integer);
 - MultiRC: one line per paragraph, its questions' answers nested:
   ``{"idx": p, "passage": {"questions": [{"idx": q, "answers": [{"idx": a, "label": 0 | 1}]}]}}``;
 - ReCoRD: ``{"idx": <query idx>, "label": "<the chosen candidate's text>"}``.
 
-Lines are sorted by idx (the server does not mind, people reading the files do).
+Every idx is a JSON integer, the test file's own idx (MultiRC: paragraph, question and answer idx; ReCoRD: the
+query's). Lines are sorted by idx (the server does not mind, people reading the files do).
+
+Checked against jiant, the SuperGLUE authors' library (nyu-mll/jiant):
+- file names: jiant/scripts/benchmarks/benchmarks.py, SuperglueBenchmark.BENCHMARK_SUBMISSION_FILENAMES (they
+  come from the specs' boards, `bortzoo.data.superglue`), one JSON object a line (SuperglueBenchmark.write_predictions);
+- label values: each task's super_glue_format_preds in jiant/tasks/lib/<task>.py and jiant 1.x
+  jiant/evaluate.py _write_*_preds (kept in the specs' `submission_labels`, where each is cited);
+- the ``idx``/``label`` keys of the flat files: the same functions, ``{"idx": int(...), "label": ...}``;
+- MultiRC's nesting: jiant/tasks/lib/multirc.py MultiRCTask.super_glue_format_preds and jiant 1.x
+  jiant/evaluate.py _write_multirc_preds;
+- ReCoRD: jiant 1.x jiant/evaluate.py _write_record_preds, ``{"idx": qst_idx, "label": answer}`` with the
+  query's integer idx (jiant 2's jiant/tasks/evaluate/core.py ReCordEvaluationScheme.get_preds_from_accumulator
+  writes the same idx as a string, cut from its guid; the integer of jiant 1.x, which wrote the baselines'
+  submissions and matches the test file, is followed here, and the validator asks for it).
+jiant writes the files but no zip; the zip holds them at its top level, as this project had the site's
+instructions (the site could not be reached to check).
 
 Run ``python -m bortzoo.superglue_submission <folder or zip> [--complete]`` to print a submission's problems.
 """
@@ -164,8 +181,9 @@ def superglue_records(spec: "str | TaskSpec", ids: Sequence, predictions: Sequen
                                    f"{', '.join(map(str, labels))}")
             values.append(labels[index])
     rows = sorted(zip(keys, values), key=lambda pair: pair[0])
-    if spec.name != MULTIRC:
+    if spec.name != MULTIRC:  # jiant: jiant/tasks/lib/<task>.py, super_glue_format_preds ({"idx", "label"})
         return [{"idx": key, "label": value} for key, value in rows]
+    # jiant: jiant/tasks/lib/multirc.py, MultiRCTask.super_glue_format_preds (paragraph > questions > answers)
     paragraphs: dict[int, dict[int, list[dict]]] = {}
     for (paragraph, question, answer), value in rows:
         paragraphs.setdefault(paragraph, {}).setdefault(question, []).append({"idx": answer, "label": value})

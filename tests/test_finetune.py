@@ -183,6 +183,44 @@ def test_stsb_submission_scores_are_clipped_with_three_decimals(tmp_path):
     assert read_tsv(path) == [["index", "prediction"], ["0", "0.000"], ["1", "2.346"], ["2", "5.000"]]
 
 
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_stsb_submission_refuses_a_score_that_is_not_finite(tmp_path, score):
+    # A diverged regression head must not leave "nan" (or a clipped infinity) in a file the server would reject
+    # or score as a real prediction.
+    from bortzoo.errors import BortzooError
+    from bortzoo.submission import write_split_file
+
+    with pytest.raises(BortzooError, match=r"STS-B, index 1: score (nan|inf) is not a finite number"):
+        write_split_file(get_task("stsb"), "STS-B", [0, 1], [1.0, score], tmp_path)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary sibling
+
+
+# Each GLUE file's prediction strings, by label id of the nyu-mll/glue ClassLabel, as jiant writes them
+# (jiant: jiant/tasks/core.py GlueMixin.get_glue_preds, str(LABELS[pred]).lower(), with each task's LABELS in
+# jiant/tasks/lib/<task>.py; jiant 1.x: jiant/evaluate.py _write_glue_preds). STS-B: a float, see above.
+JIANT_GLUE_LABELS = {"CoLA": ("0", "1"), "SST-2": ("0", "1"), "MRPC": ("0", "1"), "QQP": ("0", "1"),
+                     "MNLI-m": NLI3, "MNLI-mm": NLI3, "AX": NLI3, "QNLI": ("entailment", "not_entailment"),
+                     "RTE": ("entailment", "not_entailment"), "WNLI": ("0", "1")}
+
+
+def test_glue_label_strings_are_jiants(tmp_path):
+    from bortzoo.data.tasks import tasks_of
+    from bortzoo.submission import write_split_file
+
+    assert NLI3 == ("entailment", "neutral", "contradiction")
+    written = {}
+    for spec in tasks_of("glue"):
+        for item in spec.test:
+            task = get_task(item.task) if item.task else spec
+            if task.kind != "classes":
+                continue
+            labels = range(len(task.label_names))
+            rows = read_tsv(write_split_file(task, item.board, list(labels), list(labels), tmp_path))
+            assert rows[0] == ["index", "prediction"]
+            written[item.board] = tuple(r[1] for r in rows[1:])
+    assert written == JIANT_GLUE_LABELS
+
+
 def test_submission_rejects_a_short_prediction_set(tmp_path):
     from bortzoo.errors import BortzooError
     from bortzoo.submission import write_split_file

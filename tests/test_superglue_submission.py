@@ -37,10 +37,33 @@ def test_the_official_file_names():
     assert SUPERGLUE_ZIP == "superglue-submission.zip"
 
 
-@pytest.mark.parametrize("task", ["boolq", "wic", "wsc"])
+@pytest.mark.parametrize("task", ["boolq", "wic"])
 def test_booleans_are_lower_case_strings(task):
     records = superglue_records(task, [12, 3, 5], [1, 0, 1])
     assert records == [{"idx": 3, "label": "false"}, {"idx": 5, "label": "true"}, {"idx": 12, "label": "true"}]
+
+
+def test_wsc_booleans_are_capitalised():
+    # jiant writes WSC's labels as Python's str(bool): jiant/tasks/lib/wsc.py WSCTask.super_glue_format_preds, and
+    # jiant 1.x jiant/evaluate.py _write_winograd_preds ({0: "False", 1: "True"}); BoolQ and WiC are lower-cased.
+    records = superglue_records("wsc", [12, 3, 5], [1, 0, 1])
+    assert records == [{"idx": 3, "label": "False"}, {"idx": 5, "label": "True"}, {"idx": 12, "label": "True"}]
+    assert allowed_labels(get_task("wsc")) == ("False", "True")
+
+
+# Each column's label values as jiant writes them, by label id (jiant: jiant/tasks/lib/<task>.py, each task's
+# LABELS / CHOICE_KEYS and super_glue_format_preds; jiant 1.x: jiant/evaluate.py, the _write_*_preds functions).
+# By label id of the aps/super_glue ClassLabel: its CB order differs from jiant's LABELS list, not its strings.
+JIANT_LABELS = {"BoolQ": ("false", "true"), "CB": ("entailment", "contradiction", "neutral"), "COPA": (0, 1),
+                "MultiRC": (0, 1), "ReCoRD": None, "RTE": ("entailment", "not_entailment"), "WiC": ("false", "true"),
+                "WSC": ("False", "True"), "AX-b": ("entailment", "not_entailment"),
+                "AX-g": ("entailment", "not_entailment")}
+
+
+def test_every_column_holds_jiants_label_values():
+    from bortzoo.superglue_submission import board_specs
+
+    assert {board: allowed_labels(spec) for board, spec in board_specs().items()} == JIANT_LABELS
 
 
 def test_nli_labels_are_the_spec_strings():
@@ -115,6 +138,7 @@ def test_written_files_validate_and_zip_at_the_top_level(tmp_path):
     write_all(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OFFICIAL)  # no temporary files left
     assert read_jsonl(tmp_path / "BoolQ.jsonl") == [{"idx": 0, "label": "false"}, {"idx": 1, "label": "true"}]
+    assert read_jsonl(tmp_path / "WSC.jsonl") == [{"idx": 0, "label": "False"}, {"idx": 1, "label": "False"}]
     assert validate_submission(tmp_path, EXPECTED, complete=True) == []
     target, missing = zip_superglue(tmp_path)
     assert target == tmp_path / SUPERGLUE_ZIP and missing == []
@@ -170,6 +194,7 @@ def test_validator_catches_a_wrong_file_name(tmp_path):
     ("ReCoRD.jsonl", {"idx": 0, "label": 3}, "label 3 is not a string"),
     ("WiC.jsonl", {"idx": "0", "label": "true"}, "idx '0' is not an integer"),
     ("WSC.jsonl", {"idx": 0}, "missing key 'label'"),
+    ("WSC.jsonl", {"idx": 0, "label": "true"}, 'label "true" is not one of "False", "True"'),
     ("AX-g.jsonl", {"idx": 0, "label": "entailment", "prediction": 1}, "unexpected key 'prediction'"),
     ("AX-b.jsonl", [0, "entailment"], "not a JSON object"),
 ])

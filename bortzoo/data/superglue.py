@@ -200,27 +200,44 @@ def _sg(name: str, board: str, fields: tuple[str, ...], metrics: tuple[str, ...]
                     text_fields=fields, metrics=metrics, label_names=labels, submission_labels=submission, **kwargs)
 
 
-# The SuperGLUE server's label strings (its JSONL files write booleans as lower-case strings).
+# The SuperGLUE server's label values, by label id (`submission_labels`; `bortzoo.superglue_submission` writes
+# and validates from them). Checked against jiant, the SuperGLUE authors' library (nyu-mll/jiant), each task's
+# `super_glue_format_preds` in jiant/tasks/lib/<task>.py, and jiant 1.x jiant/evaluate.py `_write_*_preds`.
+# BoolQ and WiC write booleans lower-cased (boolq.py / wic.py: str(LABELS[pred]).lower(); _write_boolq_preds,
+# _write_wic_preds); WSC writes them as Python prints them (wsc.py: str(LABELS[pred]), LABELS = [False, True];
+# _write_winograd_preds: {0: "False", 1: "True"}).
 TRUE_FALSE = ("false", "true")
+WSC_TRUE_FALSE = ("False", "True")
 
 SUPERGLUE_TASKS = (
+    # jiant: jiant/tasks/lib/boolq.py, BoolQTask.super_glue_format_preds ("false"/"true")
     _sg("boolq", "BoolQ", ("passage", "question"), ("accuracy",), BOOL, TRUE_FALSE),
+    # jiant: jiant/tasks/lib/commitmentbank.py, CommitmentBankTask.super_glue_format_preds (LABELS' strings)
     _sg("cb", "CB", ("premise", "hypothesis"), ("macro_f1", "accuracy"), CB_LABELS, CB_LABELS),
+    # jiant: jiant/tasks/lib/copa.py, CopaTask.super_glue_format_preds (CHOICE_KEYS = [0, 1]: a JSON integer)
     _sg("copa", "COPA", ("premise", "question", "choice1", "choice2"), ("accuracy",), kind=CHOICE, num_choices=2,
         pairs=copa_pairs, submission=("0", "1"), rewritable=("premise", "choice1", "choice2")),
+    # jiant: jiant/tasks/lib/multirc.py, MultiRCTask.super_glue_format_preds (answers' labels: int(pred))
     _sg("multirc", "MultiRC", ("paragraph", "question", "answer"), ("f1a", "em"), BOOL, ("0", "1"),
         pairs=multirc_pairs, group=multirc_group),
+    # jiant: jiant/tasks/evaluate/core.py, ReCordEvaluationScheme.get_preds_from_accumulator (the entity's text)
     _sg("record", "ReCoRD", ("passage", "query", "entities"), ("f1", "em"), kind=RANKING,
         candidates=record_candidates, pairs=record_pairs, label=record_label, label_columns=("answers",),
         group=record_group, notes=record_notes),
+    # jiant: jiant/tasks/lib/rte.py, RteTask.super_glue_format_preds; superglue_axb.py and superglue_axg.py
+    # subclass RteTask, so AX-b and AX-g hold the same two strings
     _sg("superglue-rte", "RTE", ("premise", "hypothesis"), ("accuracy",), NLI2, NLI2, config="rte",
         test=(EvalSplit("test", "RTE"), EvalSplit("test", "AX-b", task="axb"), EvalSplit("test", "AX-g", task="axg"))),
+    # jiant: jiant/tasks/lib/wic.py, WiCTask.super_glue_format_preds ("false"/"true")
     _sg("wic", "WiC", ("word", "sentence1", "sentence2", "start1", "end1", "start2", "end2"), ("accuracy",), BOOL,
         TRUE_FALSE, pairs=wic_pairs),
+    # jiant: jiant/tasks/lib/wsc.py, WSCTask.super_glue_format_preds ("False"/"True", capitalised)
     _sg("wsc", "WSC", ("text", "span1_index", "span2_index", "span1_text", "span2_text"), ("accuracy",), BOOL,
-        TRUE_FALSE, config="wsc.fixed", pairs=wsc_pairs, notes=wsc_notes),
+        WSC_TRUE_FALSE, config="wsc.fixed", pairs=wsc_pairs, notes=wsc_notes),
+    # jiant: jiant/tasks/lib/superglue_axb.py, SuperglueBroadcoverageDiagnosticsTask (RteTask's format)
     _sg("axb", "AX-b", ("sentence1", "sentence2"), ("mcc",), NLI2, NLI2, train=None, validation=(),
         test_labels=True, predicted_by="superglue-rte"),
+    # jiant: jiant/tasks/lib/superglue_axg.py, SuperglueWinogenderDiagnosticsTask (RteTask's format)
     _sg("axg", "AX-g", ("premise", "hypothesis"), ("parity", "accuracy"), NLI2, NLI2, train=None, validation=(),
         test_labels=True, predicted_by="superglue-rte", group=axg_group),
 )

@@ -172,9 +172,15 @@ class TaskSpec:
 
 # -- GLUE (nyu-mll/glue: parquet, one folder per config) -----------------------------------------------
 GLUE_ID = "nyu-mll/glue"
-BINARY_NUMERIC = ("0", "1")  # CoLA, SST-2, MRPC, QQP, WNLI files hold 0/1
-NLI3 = ("entailment", "neutral", "contradiction")
-NLI2 = ("entailment", "not_entailment")
+# The GLUE server's prediction strings (`submission_labels`, by the Hub ClassLabel's label id), checked against
+# jiant, the GLUE authors' library (nyu-mll/jiant): jiant/tasks/core.py GlueMixin.get_glue_preds writes
+# str(LABELS[pred]).lower() with each task's LABELS in jiant/tasks/lib/<task>.py (cola, sst, mrpc, qqp, wnli:
+# ["0", "1"]; mnli, glue_diagnostics: the three NLI names; qnli, rte: entailment/not_entailment), as jiant 1.x
+# jiant/evaluate.py _write_glue_preds did. The board names (file names) are jiant/scripts/benchmarks/benchmarks.py
+# GlueBenchmark.BENCHMARK_SUBMISSION_FILENAMES.
+BINARY_NUMERIC = ("0", "1")  # CoLA, SST-2, MRPC, QQP, WNLI files hold 0/1 (WNLI's 1 = entailment, as in its TSVs)
+NLI3 = ("entailment", "neutral", "contradiction")  # MNLI-m, MNLI-mm, AX (glue_diagnostics subclasses MnliTask)
+NLI2 = ("entailment", "not_entailment")  # QNLI, RTE
 
 
 def _glue(name: str, board: str, fields: tuple[str, ...], metrics: tuple[str, ...], labels: tuple[str, ...] = (),
@@ -191,6 +197,8 @@ GLUE_TASKS = (
     _glue("sst2", "SST-2", ("sentence",), ("accuracy",), ("negative", "positive"), BINARY_NUMERIC),
     _glue("mrpc", "MRPC", ("sentence1", "sentence2"), ("f1", "accuracy"), ("not_equivalent", "equivalent"),
           BINARY_NUMERIC),
+    # STS-B's score is clipped to label_range and written with three decimals: jiant 1.x jiant/evaluate.py
+    # _write_glue_preds (min(max(0, x), 5), float_format "%.3f"); jiant's stsb.py get_glue_preds rounds to 3.
     _glue("stsb", "STS-B", ("sentence1", "sentence2"), ("pearson", "spearman"), label_range=(0.0, 5.0)),
     _glue("qqp", "QQP", ("question1", "question2"), ("f1", "accuracy"), ("not_duplicate", "duplicate"),
           BINARY_NUMERIC),
