@@ -82,11 +82,11 @@ VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
     "zoo": (_zoo_list, "the named checkpoints (`bortzoo zoo list`); load one with bortzoo.load(name)"),
 }
 
-USAGE = """usage: bortzoo VERB [options]        (bortzoo VERB --help for the options of one verb)
+USAGE = """usage: bortzoo VERB [options]        (`bortzoo VERB --help` for the options of one verb)
 
 Trainer verbs (Lightning CLI; a recipe YAML holds everything a run needs):
   fit        train a model:            bortzoo fit --config recipes/pretrain/bort-mlm-tiny.yaml
-             over seeds, mean ± std:   bortzoo fit --config recipes/finetune/glue/sst2-tiny.yaml --seeds 0,1,2
+             over seeds, mean ± std:   bortzoo fit --config recipes/finetune/glue/sst2-bort-tiny.yaml --seeds 0,1,2
   validate   evaluate on the val split
   test       evaluate on the test split (GLUE: its dev splits, the test labels are hidden)
   predict    run predictions; fine-tune recipes write leaderboard files (GLUE zip)
@@ -107,6 +107,10 @@ def make_cli_class():
         def instantiate_classes(self) -> None:
             if not self.parse_only:
                 super().instantiate_classes()
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            if not self.parse_only:  # `lightning_cli(["test", "--config", R, ...], parse_only=True)`: parsed, not run
+                super()._run_subcommand(subcommand)
 
         def before_fit(self) -> None:
             check_vocab(self.model, self.datamodule)

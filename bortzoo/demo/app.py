@@ -1,8 +1,8 @@
 """The Gradio page: predictions side by side, live CPU latency, and accuracy with sources.
 
-    bortzoo demo                                   # zoo checkpoints; offline it still serves latency and accuracy
-    bortzoo demo --bort sst2=runs/publish/sst2     # a local Bort fine-tune for SST-2
-    bortzoo demo --config demo.yaml                # the same options in a YAML file
+    bortzoo demo                                        # zoo checkpoints; offline it still serves latency and accuracy
+    bortzoo demo --bort sst2=runs/finetune/glue/sst2-bort/hub   # a Bort fine-tune for SST-2 from `bortzoo publish`
+    bortzoo demo --config demo.yaml                     # the same options in a YAML file
 
 Binds 127.0.0.1 unless told otherwise; Gradio analytics are off.
 """
@@ -178,10 +178,11 @@ def demo(bert_large: Assignments = None, bort: Assignments = None, data: Assignm
 
     Args:
         bert_large: BERT-large checkpoints per task, TASK=REF (zoo name, Hub id or folder), e.g.
-            --bert_large rte=runs/publish/rte-bert-large; they replace the zoo's.
-        bort: Bort checkpoints per task, TASK=REF, e.g. --bort sst2=runs/publish/sst2.
+            --bert_large rte=runs/finetune/glue/rte-bert-large/hub; they replace the zoo's.
+        bort: Bort checkpoints per task, TASK=REF, e.g. --bort sst2=runs/finetune/glue/sst2-bort/hub.
         data: Local copies of task datasets for "evaluate now", TASK=FOLDER (laid out like the Hub dataset).
-        results: Extra dev results to show, per side: {Bort: [runs/sst2-bort/results.json], BERT-large: [...]}.
+        results: Extra dev results to show, per side: {Bort: [runs/finetune/glue/sst2-bort/results.json],
+            BERT-large: [...]}.
         zoo: Offer the zoo registry's task checkpoints (false: only the ones given here).
         threads: Torch threads for predictions (default: all CPUs).
         max_length: Tokens per input; longer input is truncated and the page says by how much.
