@@ -5,6 +5,9 @@ metrics the pretraining logged), from `Arch` (exact sizes), from a `bortzoo benc
 latency, with the hardware it ran on), or from `bortzoo.published` under a "reported by the authors"
 label. The `model-index` metadata carries the run's own dev results so the Hub (and `ModelCard.load`)
 can read them back.
+
+No path of the machine the card is built on appears in it: every model, tokenizer, dataset or corpus the run
+read is named through `public_ref`, as itself when it is a Hub id and in neutral words when it is local.
 """
 
 from __future__ import annotations
@@ -142,6 +145,55 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+# -- references: how a published file names what the run read --------------------------------------
+REPO_ROOT = TEMPLATES.parent  # recipes name the project's assets relative to it
+# Endings a Hub repo id does not have but a local file does (a `.ckpt` is always a file of this machine).
+FILE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".txt", ".text", ".json", ".jsonl", ".parquet",
+                 ".csv", ".tsv", ".yaml", ".yml", ".gz", ".zip")
+
+
+def is_local_ref(ref: Any) -> bool:
+    """Whether `ref` names something of this machine rather than the Hub: not a Hub id, a file name (`.ckpt`,
+    `.txt`, ...), a path under `runs/`, or a path that exists from here or from the repository root (where recipes
+    run)."""
+    text = str(ref).strip()
+    if not is_hub_id(text) or text.lower().endswith(FILE_SUFFIXES) or text.split("/")[0] in ("runs", "~"):
+        return True  # runs/: where recipes write their outputs
+    return Path(text).exists() or (REPO_ROOT / text).exists()
+
+
+def public_ref(ref: Any, what: str, task: Any = None, markdown: bool = False) -> str:
+    """How a published file (card, metadata, JSON) names `ref`, a model, tokenizer, dataset or corpus the run read.
+
+    The one rule: `ref` is shown as itself only when it is a Hub id that is not a local path (`is_local_ref`);
+    anything else becomes neutral words that say what it was, never a path of this machine, not even a relative
+    one. `what`: "model" (a transformers folder or a pretraining `.ckpt`), "tokenizer", "corpus", "data" (a
+    task's `data_dir`: always a local folder, as `TaskData` reads it; `task` names the task, whose official Hub
+    dataset the words name) or anything else (a file or folder). `markdown` puts Hub ids in backticks.
+    """
+    code = (lambda s: f"`{s}`") if markdown else (lambda s: s)
+    text = str(ref).strip()
+    if what == "data":
+        spec = get_task(task) if isinstance(task, str) else task
+        if spec is None:
+            return "local data"
+        boards = ", ".join(item.board for item in spec.validation) or spec.name
+        return f"local data in the layout of {code(spec.dataset)} ({spec.benchmark.upper()} {boards})"
+    if not is_local_ref(text):
+        return code(text)
+    checkpoint = text.lower().endswith(".ckpt")
+    if what == "model":
+        return (f"a local checkpoint (a bortzoo pretraining checkpoint, {code('.ckpt')})" if checkpoint
+                else "a local checkpoint (a transformers model folder)")
+    if what == "tokenizer":
+        return "a local tokenizer folder"
+    if what == "corpus":
+        return "local text files"
+    if checkpoint:
+        return f"a local checkpoint ({code('.ckpt')})"
+    return "a local file" if Path(text).suffix.lower() in FILE_SUFFIXES else "a local folder"
+
+
 # -- eval results (model-index) ------------------------------------------------------------------
 def task_eval_results(run: Run) -> list:
     """The run's dev results as `EvalResult`s: the published checkpoint's (best epoch), then seed means.
@@ -154,16 +206,18 @@ def task_eval_results(run: Run) -> list:
 
     spec = get_task(run.results["task"])
     data_dir = run.data_args().get("data_dir")
-    dataset = spec.dataset if not data_dir else str(data_dir)
+    # dataset.type is the task's Hub dataset either way; a local copy says so in `args` (the name and config stay
+    # the leaderboard column's and the Hub config's: the demo reads "GLUE RTE" back)
+    local = {"data": f"{public_ref(data_dir, 'data', spec)}, not the Hub dataset itself"} if data_dir else None
     splits = {item.board: item.split for item in spec.validation}
     task_type = "multiple-choice" if spec.kind in MULTI_OPTION else "text-classification"
     best, seed = run.results["best"], run.results.get("seed")
 
     def result(board: str, name: str, value: float, label: str):
         return EvalResult(
-            task_type=task_type, dataset_type=dataset, dataset_name=f"{spec.benchmark.upper()} {board}",
-            dataset_config=spec.config, dataset_split=splits.get(board, board), metric_type=HUB_METRICS[name],
-            metric_value=round(float(value), 6), metric_name=f"{name} ({label})")
+            task_type=task_type, dataset_type=spec.dataset, dataset_name=f"{spec.benchmark.upper()} {board}",
+            dataset_config=spec.config, dataset_split=splits.get(board, board), dataset_args=local,
+            metric_type=HUB_METRICS[name], metric_value=round(float(value), 6), metric_name=f"{name} ({label})")
 
     out = []
     agora = run.results.get("agora")
@@ -255,8 +309,10 @@ def pretrained_eval_results(run: Run) -> list:
     names = {"mlm_acc": ("accuracy", "masked-token accuracy (held-out)"),
              "teacher_agreement": ("accuracy", "top-1 agreement with the teacher (held-out)"),
              "loss": ("loss", "distillation loss (held-out)")}
-    source = _corpus_name(run)
-    return [EvalResult(task_type="fill-mask", dataset_type=source, dataset_name=f"held-out split of {source}",
+    source, refs = _corpus_name(run), _corpus_refs(run)
+    # all Hub datasets: their ids (as before); any local source: `text`, the `datasets` builder of local text files
+    kind = source if refs and not any(is_local_ref(ref) for ref in refs) else "text"
+    return [EvalResult(task_type="fill-mask", dataset_type=kind, dataset_name=f"held-out split of {source}",
                        dataset_split="validation", metric_type=names[k][0], metric_value=round(v, 6),
                        metric_name=f"{names[k][1]}, step {validation['step']}")
             for k, v in validation["metrics"].items() if k in names]
@@ -267,14 +323,20 @@ def candidate_eval_results(run: Run) -> list:
 
     r = run.results
     return [EvalResult(task_type="fill-mask", dataset_type="surrogate distillation batches",
-                       dataset_name=f"held-out surrogate batches of {run.folder.name}", dataset_split="validation",
+                       dataset_name="held-out surrogate batches of the search", dataset_split="validation",
                        metric_type="loss", metric_value=round(float(r["error"]), 6),
                        metric_name=f"surrogate error: held-out distillation loss after {r['steps']} steps")]
 
 
+def _corpus_refs(run: Run) -> list[str]:
+    """The `path` of each corpus source (a dict as the recipe gives it, or a plain path)."""
+    paths = [s.get("path") if isinstance(s, dict) else s for s in run.data_args().get("sources") or []]
+    return [str(path) for path in paths if path]
+
+
 def _corpus_name(run: Run) -> str:
-    sources = run.data_args().get("sources") or []
-    names = [str(s.get("path")) for s in sources if isinstance(s, dict) and s.get("path")]
+    """The pretraining corpus in words: its Hub datasets by id, local sources as "local text files"."""
+    names = list(dict.fromkeys(public_ref(ref, "corpus") for ref in _corpus_refs(run)))
     return ", ".join(names) or "the pretraining corpus"
 
 
@@ -296,7 +358,7 @@ def render(run: Run, model_name: str, repo_id: Optional[str] = None, latency: Op
                            "fine-tuned model and its task")
     builder = {"task": _task_context, "pretrained": _pretrained_context, "candidate": _candidate_context}[run.kind]
     context, metadata = builder(run, base_model)
-    repo = repo_id or f"path/to/{model_name}"
+    repo = repo_id or f"<org>/{model_name}"  # no repo id yet: a placeholder, never a local path
     context.update(model_name=model_name, repo_id=repo, arch_table=arch_table(run.arch),
                    latency=latency_section(latency, run.arch), citations=citations(), recipe_file="recipe.yaml",
                    known_losses=KNOWN_LOSSES, arch=shape(run.arch), fast_cpu=fast_cpu_section(optimized, repo))
@@ -330,7 +392,8 @@ def _task_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
     lineage = _lineage(source, args, base_model)
     context = {
         "task": spec.name, "benchmark": spec.benchmark.upper(), "boards": ", ".join(i.board for i in spec.validation),
-        "dataset": spec.dataset, "config": spec.config, "data_dir": data_dir, "kind": spec.kind,
+        "dataset": spec.dataset, "config": spec.config, "kind": spec.kind,
+        "data": public_ref(data_dir, "data", spec, markdown=True) if data_dir else None,
         "labels": ", ".join(f"{i}: {n}" for i, n in enumerate(spec.label_names)) or None,
         "head": args.get("head"), "pair_encoding": run.data_args().get("pair_encoding", "tokenizer"),
         "results_table": table(["split", "metric", "Agora dev part (×100, optimistic)" if agora else "dev (×100)"],
@@ -347,7 +410,7 @@ def _task_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]:
     }
     metadata = {"pipeline_tag": None if spec.kind in MULTI_OPTION else "text-classification",
                 "tags": _tags(spec.benchmark, spec.name), "datasets": [spec.dataset] if not data_dir else None,
-                "base_model": source if source and is_hub_id(str(source)) and not Path(str(source)).exists() else None,
+                "base_model": source if source and not is_local_ref(source) else None,
                 "metrics": sorted({HUB_METRICS[m] for m in spec.metrics}), "eval_results": task_eval_results(run)}
     return context, metadata
 
@@ -357,13 +420,13 @@ def _lineage(source: Optional[str], args: dict, base_model: Optional[str]) -> li
     if source is None:
         return ["a randomly initialised encoder (a pipeline check, not a model to use)", "this task model"]
     steps = []
-    if str(source).endswith(".ckpt"):
-        steps.append(f"a bortzoo pretraining checkpoint `{source}` (distilled as its recipe says)")
-    elif str(source).lower() in ("amazon/bort",):
+    if str(source).lower() in ("amazon/bort",):
         steps += ["RoBERTa-large (teacher, `FacebookAI/roberta-large`)",
                   "Bort, distilled by its authors (`amazon/bort`, encoder weights)"]
+    elif str(source).endswith(".ckpt"):
+        steps.append(f"{public_ref(source, 'model', markdown=True)}, distilled as its recipe says")
     else:
-        steps.append(f"`{source}`")
+        steps.append(public_ref(source, "model", markdown=True))
     steps.append("this task model (fine-tuned by the recipe below)")
     return steps
 
@@ -378,14 +441,15 @@ def _pretrained_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict
     validation = run.results.get("validation")
     rows = [[k, f"{v:.4f}"] for k, v in (validation or {}).get("metrics", {}).items()]
     context = {
-        "teacher": teacher, "corpus": _corpus_name(run), "distilled": teacher is not None,
+        "teacher": public_ref(teacher, "model", markdown=True) if teacher else None, "corpus": _corpus_name(run),
+        "distilled": teacher is not None,
         "validation_table": table(["metric", "value"], rows) if rows else None,
         "validation_step": (validation or {}).get("step"),
         "hparams": _hparams(args, ("alpha", "beta", "temperature", "lr", "weight_decay", "warmup_ratio")) +
         _hparams(run.data_args(), ("seq_len", "batch_size", "mlm_probability", "max_predictions")) +
         _hparams(run.config.get("trainer") or {}, ("max_steps", "precision")),
     }
-    parent = base_model or (teacher if teacher and is_hub_id(str(teacher)) and not Path(str(teacher)).exists() else None)
+    parent = next((ref for ref in (base_model, teacher) if ref and not is_local_ref(ref)), None)
     metadata = {"pipeline_tag": "fill-mask", "tags": _tags("fill-mask", "knowledge-distillation"),
                 "base_model": parent, "eval_results": pretrained_eval_results(run) or None}
     return context, metadata
@@ -398,9 +462,11 @@ def _candidate_context(run: Run, base_model: Optional[str]) -> tuple[dict, dict]
             f"{r['score']:.4f}", "yes" if r["pareto"] else "no"]]
     context = {
         "search_table": table(["rank", "of", "params", "GFLOPs", "latency ms", "error", "score", "Pareto"], row),
-        "score_function": r.get("score_function"), "weights": r.get("weights"), "teacher": r.get("teacher"),
-        "steps": r.get("steps"), "best_theta": r.get("best_theta"), "search_folder": run.folder.name,
+        "score_function": r.get("score_function"), "weights": r.get("weights"),
+        "teacher": public_ref(r["teacher"], "model", markdown=True) if r.get("teacher") else "its teacher",
+        "steps": r.get("steps"), "best_theta": r.get("best_theta"),
     }
     metadata = {"pipeline_tag": "fill-mask", "tags": _tags("fill-mask", "architecture-search", "candidate"),
-                "base_model": base_model, "eval_results": candidate_eval_results(run)}
+                "base_model": base_model if base_model and not is_local_ref(base_model) else None,
+                "eval_results": candidate_eval_results(run)}
     return context, metadata

@@ -7,6 +7,11 @@ again changes nothing on the Hub): safetensors weights, `config.json`, tokenizer
 The token comes from where huggingface_hub keeps it (`HF_TOKEN`, `hf auth login`) and is never
 printed; a missing token or an unreachable Hub stops the command before anything is built.
 
+No file of the folder names a path of the machine it was built on: the card and the JSON files name Hub ids
+as they are and anything local in words (`bortzoo.cards.public_ref`); `recipe.yaml` keeps Hub ids and paths
+inside the repository, and shows other local paths as `<run folder>/...` or `<local: NAME>`, said in a comment
+at its top.
+
 `--optimized` (fine-tunes) adds `optimized.json`: `bortzoo.task_guard`'s comparison of the int8 model
 `bortzoo.optimize` makes with fp32 on the task's dev split, measured on the built folder, and quoted in
 the card. Its numbers are deterministic for the same weights and data on the same machine; the CPU and
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Optional
@@ -62,6 +68,120 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+# -- no path of this machine leaves it ---------------------------------------------------------------
+# A run's files name what it read and wrote by local paths. What the folder ships names Hub ids as they are and
+# anything local in neutral words (`bortzoo.cards.public_ref`: the card and the JSON files) or, in recipe.yaml,
+# which must still say how to run it again, by a placeholder (`<run folder>/...`, `<local: NAME>`).
+RECIPE_NOTE = (
+    "# The resolved recipe of this model's run, as `bortzoo publish` ships it: the paths of the machine it ran on\n"
+    "# are placeholders. <run folder> is the run's own output folder (give yours, e.g. trainer.default_root_dir);\n"
+    "# <local: NAME> is a local file or folder called NAME (point it at your copy). Hub ids and paths inside the\n"
+    "# bortzoo repository are as the run had them.\n")
+RELATIVE_PATH = re.compile(r"[\w.~@+-]+(?:[/\\][\w.~@+*?\[\]-]*)+")  # a/b, a/b/, ./x, runs/x/*.txt
+# Keys whose string value is a reference, and what it refers to (the words `public_ref` says for a local one).
+REF_KINDS = {"model": "model", "teacher": "model", "source": "model", "tokenizer": "tokenizer", "data_dir": "data",
+             "data": "data", "path": "corpus", "sources": "corpus", "val_sources": "corpus"}
+
+
+def _names_a_path(value: str, key: Any) -> bool:
+    """Whether a string of a run file names a local path, rather than a word, a Hub id or a row of text."""
+    from bortzoo.cards import is_local_ref
+
+    text = value.strip()
+    if not text or "://" in text:
+        return False
+    if text.startswith(("/", "~", "\\")) or re.match(r"[A-Za-z]:[\\/]", text):
+        return True  # absolute: this machine's, whatever the key
+    if key == "data_dir":
+        return True  # a task's data_dir is a local folder by definition (TaskData reads nothing else)
+    blank = any(c.isspace() for c in text)
+    if key in REF_KINDS:  # a reference: local unless a Hub id (a bare name too: "tok", "last.ckpt")
+        return (not blank or "/" in text or "\\" in text) and is_local_ref(text)  # not "random <2,2,64,128>"
+    if blank or not RELATIVE_PATH.fullmatch(text):
+        return False  # a sentence, "random <2,2,64,128>", a bare name ("metrics.csv")
+    return is_local_ref(text)
+
+
+def public_json(data: Any, task: Any = None, key: Any = None) -> Any:
+    """`data` (what a run file holds) with every local path in neutral words (`bortzoo.cards.public_ref`)."""
+    from bortzoo.cards import public_ref
+
+    if isinstance(data, dict):
+        return {k: public_json(v, task, k) for k, v in data.items()}
+    if isinstance(data, list):
+        return [public_json(v, task, key) for v in data]
+    if isinstance(data, str) and _names_a_path(data, key):
+        return public_ref(data, REF_KINDS.get(key, "path"), task)
+    return data
+
+
+def _ship_json(source: Path, target: Path, task: Any = None) -> None:
+    """Copy a run's JSON file, rewritten (same layout as `bortzoo.results.write_json`) where it names local paths."""
+    data = json.loads(source.read_text(encoding="utf-8"))
+    public = public_json(data, task)
+    if public == data:
+        shutil.copyfile(source, target)
+    else:
+        target.write_text(json.dumps(public, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def public_recipe(config: Any, run: Run, key: Any = None) -> Any:
+    """`config` with this machine's paths as placeholders: `<run folder>/...` under the run's folder, `<local:
+    NAME>` elsewhere; Hub ids and relative paths inside the bortzoo repository (its assets) stay."""
+    if isinstance(config, dict):
+        return {k: public_recipe(v, run, k) for k, v in config.items()}
+    if isinstance(config, list):
+        return [public_recipe(v, run, key) for v in config]
+    if isinstance(config, str) and _names_a_path(config, key):
+        return _placeholder(config, run) or config
+    return config
+
+
+def _placeholder(value: str, run: Run) -> Optional[str]:
+    from bortzoo.cards import REPO_ROOT
+
+    text = os.path.expanduser(value.strip())
+    path, root = os.path.abspath(text), os.path.abspath(run.folder)
+    if path == root:
+        return "<run folder>"
+    if path.startswith(root.rstrip(os.sep) + os.sep):
+        return "<run folder>/" + Path(os.path.relpath(path, root)).as_posix()
+    relative = os.path.normpath(text)
+    if not os.path.isabs(text) and relative.split(os.sep)[0] not in ("..", "runs") and (REPO_ROOT / relative).exists():
+        return None  # e.g. bortzoo/assets/tiny-tokenizer: whoever has the repository has it
+    name = _plain_name(path)
+    return f"<local: {name}>" if name else "<local>"
+
+
+def _plain_name(path: str) -> Optional[str]:
+    """The last part of a local path, unless it would name the user, their home or a temporary folder."""
+    import getpass
+    import tempfile
+
+    home = os.path.expanduser("~")
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name to hide
+        user = None
+    name = os.path.basename(path.rstrip(os.sep))
+    hidden = path in (home, os.path.dirname(home), tempfile.gettempdir()) or name in (os.path.basename(home), user)
+    return None if not name or hidden or re.match(r"(tmp|temp|pytest-)", name, re.IGNORECASE) else name
+
+
+def _write_recipe(run: Run, folder: Path, sort_keys: bool = False) -> None:
+    """recipe.yaml: the run's recipe, with this machine's paths as placeholders and a note at its top saying so."""
+    public = public_recipe(run.config, run)
+    yaml_file = run.recipe.suffix in (".yaml", ".yml")
+    if public == run.config and yaml_file:
+        shutil.copyfile(run.recipe, folder / "recipe.yaml")  # nothing to hide: the run's own file
+        return
+    note = RECIPE_NOTE if public != run.config else ""
+    first = run.recipe.read_text(encoding="utf-8").split("\n", 1)[0] if yaml_file else ""
+    if re.fullmatch(r"# lightning(\.pytorch)?==[\w.+-]+", first):  # the version line Lightning writes: kept
+        note += first + "\n"
+    (folder / "recipe.yaml").write_text(note + yaml.safe_dump(public, sort_keys=sort_keys), encoding="utf-8")
+
+
 def _task_files(run: Run, folder: Path) -> None:
     from bortzoo.data.task_data import Template
     from bortzoo.hf_task import save_tokenizer, to_hf
@@ -78,13 +198,15 @@ def _task_files(run: Run, folder: Path) -> None:
     save_quietly(to_hf(model), folder)
     pair_encoding = run.data_args().get("pair_encoding", "tokenizer")
     save_tokenizer(model.tokenizer, folder, Template.of(model.tokenizer, pair_encoding))
-    shutil.copyfile(run.recipe, folder / "recipe.yaml")
-    shutil.copyfile(run.folder / "results.json", folder / "results.json")
-    for report in ("agora.json", "agora.png"):  # an Agora run's full report ships with the model
-        if (run.folder / report).is_file():
-            shutil.copyfile(run.folder / report, folder / report)
+    _write_recipe(run, folder)
+    task = run.results["task"]
+    _ship_json(run.folder / "results.json", folder / "results.json", task)
+    if (run.folder / "agora.json").is_file():  # an Agora run's full report ships with the model, and its plot
+        _ship_json(run.folder / "agora.json", folder / "agora.json", task)
+    if (run.folder / "agora.png").is_file():
+        shutil.copyfile(run.folder / "agora.png", folder / "agora.png")
     if run.seeds is not None:
-        _write_json(folder / "seeds.json", run.seeds)
+        _write_json(folder / "seeds.json", public_json(run.seeds, task))
 
 
 def _pretrained_files(run: Run, folder: Path) -> None:
@@ -105,8 +227,8 @@ def _pretrained_files(run: Run, folder: Path) -> None:
         (folder / "model").rmdir()
     if not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json", "vocab.txt")):
         raise BortzooError(f"{run.folder}: the exported model has no tokenizer files to ship")
-    shutil.copyfile(run.recipe, folder / "recipe.yaml")
-    _write_json(folder / "results.json", run.results)
+    _write_recipe(run, folder)
+    _write_json(folder / "results.json", public_json(run.results))
 
 
 def _candidate_files(run: Run, folder: Path) -> None:
@@ -115,8 +237,8 @@ def _candidate_files(run: Run, folder: Path) -> None:
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(run.model_folder / name, folder / name)
     load_tokenizer(run.extra["tokenizer"]).save_pretrained(folder)
-    (folder / "recipe.yaml").write_text(yaml.safe_dump(run.config, sort_keys=True), encoding="utf-8")
-    _write_json(folder / "results.json", run.results)
+    _write_recipe(run, folder, sort_keys=True)
+    _write_json(folder / "results.json", public_json(run.results))
 
 
 # -- latency ---------------------------------------------------------------------------------------
@@ -163,7 +285,7 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
     import torch
 
     from bortzoo.bench import hardware_info
-    from bortzoo.cards import guard_metric_name
+    from bortzoo.cards import guard_metric_name, public_ref
     from bortzoo.cpu_inference import auto_attention, int8_backend
     from bortzoo.data.tasks import get_task
     from bortzoo.task_guard import task_guard
@@ -203,7 +325,7 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
         "examples": report.examples,
         "examples_requested": examples,
         "metric": guard_metric_name(spec),
-        "data": data_dir or spec.dataset,
+        "data": public_ref(data_dir, "data", spec) if data_dir else spec.dataset,  # never a local path
         "max_length": max_length,
     }
 

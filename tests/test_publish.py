@@ -15,6 +15,7 @@ from bortzoo.cli import main
 from bortzoo.errors import BortzooError
 from bortzoo.publish import build_folder, publish
 from bortzoo.runs import read_run
+from bortzoo.seeds import move_paths
 from conftest import TINY_CORPUS, make_bort_layout, recipe_copy
 from hub_server import FakeHub, hub_env
 
@@ -135,7 +136,10 @@ def test_task_card_metadata_round_trips_to_the_run_numbers(task_run, tmp_path):
     assert result.metric_value == pytest.approx(best["splits"]["RTE"]["accuracy"], abs=1e-6)
     assert (result.task_type, result.dataset_config, result.dataset_split, result.metric_type) == (
         "text-classification", "rte", "validation", "accuracy")
-    assert result.dataset_type == "bortzoo/assets/tiny-tasks/glue" and result.dataset_name == "GLUE RTE"
+    # the task's own Hub dataset, and the local fixtures it really read said in words, never by their path
+    assert result.dataset_type == "nyu-mll/glue" and result.dataset_name == "GLUE RTE"
+    assert result.dataset_args == {"data": "local data in the layout of nyu-mll/glue (GLUE RTE), not the Hub dataset "
+                                           "itself"}
     assert f"best epoch {best['epoch'] + 1}, seed 0" in result.metric_name
     text = card.text
     assert "pipeline check, not a model to use" in text and "tester/rte-tiny" in text
@@ -144,8 +148,20 @@ def test_task_card_metadata_round_trips_to_the_run_numbers(task_run, tmp_path):
     for arxiv in ("2010.10499", "2010.08512", "2010.07990"):
         assert arxiv in text
     assert "⟨2,2,64,128⟩" in text and "108,096" in text  # exact size from Arch: 41,152 embedding + 66,944 layers
-    assert (tmp_path / "hub" / "results.json").read_bytes() == (task_run / "results.json").read_bytes()
-    assert (tmp_path / "hub" / "recipe.yaml").read_bytes() == run.recipe.read_bytes()
+    assert "bortzoo/assets" not in str(card) and "trained and evaluated on local data in the layout of" in text
+    # the run's numbers as it wrote them; its checkpoints' paths in words
+    local_checkpoint = "a local checkpoint (.ckpt)"
+    assert json.loads((tmp_path / "hub" / "results.json").read_text()) == {
+        **run.results, "best_checkpoint": local_checkpoint, "last_checkpoint": local_checkpoint}
+    # the run's recipe, its output folders as placeholders; the repository's assets it read stay as they are
+    recipe = (tmp_path / "hub" / "recipe.yaml").read_text()
+    assert recipe.startswith("# The resolved recipe of this model's run")
+    expected = move_paths(run.config, str(task_run), "<run folder>")
+    for callback in expected["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("SubmissionWriter"):
+            callback["init_args"]["dirpath"] = "<local: submission-tiny>"
+    assert yaml.safe_load(recipe) == expected
+    assert expected["data"]["init_args"]["data_dir"] == "bortzoo/assets/tiny-tasks/glue"
 
 
 def test_the_same_run_builds_the_same_bytes(task_run, tmp_path):
@@ -328,7 +344,7 @@ def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run,
     guard = info["guard"]
     assert (info["task"], info["split"], info["precision"], info["metric"]) == ("rte", "validation", "int8", "accuracy")
     assert info["examples"] == guard["examples"] == 40 and info["max_length"] == 64
-    assert info["data"] == "bortzoo/assets/tiny-tasks/glue"  # the run's own local data, not the Hub
+    assert info["data"] == "local data in the layout of nyu-mll/glue (GLUE RTE)"  # the run's own, not the Hub's
     assert info["attention"] in ("bf16", "sdpa") and info["int8_backend"] in ("onednn", "int_mm")
     assert info["torch"] == torch.__version__ and info["cpu"]
     assert 0 <= guard["agreement"] <= 1
