@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from real_support import REPO, fit, write_recipe
-from sentiment import write_sentiment
+from real.real_support import REPO, fit, write_recipe
+from real.sentiment import write_sentiment
 
 
 def minilm_zip() -> Path:

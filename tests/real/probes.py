@@ -1,4 +1,4 @@
-"""A callback a recipe names (`class_path: probes.TrainingProbe`) to record what a real run does inside its
+"""A callback a recipe names (`class_path: real.probes.TrainingProbe`) to record what a real run does inside its
 training steps, where a test cannot look from outside."""
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def write_recipe(tmp: Path, name: str, model: dict, data_dir: Path) -> Path:
         "runs/finetune/glue/submission-tiny", str(out / "submission"))
     config = yaml.safe_load(text)
     config["trainer"].update(max_epochs=EPOCHS, log_every_n_steps=10)
-    config["trainer"]["callbacks"].append({"class_path": "probes.TrainingProbe",
+    config["trainer"]["callbacks"].append({"class_path": "real.probes.TrainingProbe",
                                            "init_args": {"out": str(out / "probe.json")}})
     config["model"]["init_args"] = {"task": "sst2", "head": "bort", "lr": 1e-4, "weight_decay": 0.01,
                                     "warmup_ratio": 0.1, **model}

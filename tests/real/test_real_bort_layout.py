@@ -54,7 +54,7 @@ def test_one_fine_tuning_step_at_the_true_shape(bort_release, precision):
     from bortzoo.data import TaskData
     from bortzoo.modules import TaskModel
 
-    from probes import TrainingProbe
+    from real.probes import TrainingProbe
 
     model = TaskModel(task="rte", model=str(bort_release), head="bort", warmup_ratio=0.0)  # step 1 moves weights
     assert {p.dtype for p in model.parameters()} == {torch.float32}

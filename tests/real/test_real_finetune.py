@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from real_support import STEPS
+from real.real_support import STEPS
 
 
 def accuracy(results: dict) -> float:

@@ -11,7 +11,7 @@ import torch
 
 from bortzoo.cpu_inference import cpu_flags, int8_backend, optimize
 from bortzoo.errors import BortzooError
-from sentiment import HELD_OUT_WORDS, TRAIN_WORDS, rows
+from real.sentiment import HELD_OUT_WORDS, TRAIN_WORDS, rows
 
 SENTENCES = ["the movie was superb.", "A man is playing a guitar.", "The stock market fell sharply today."]
 
