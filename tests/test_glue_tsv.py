@@ -346,7 +346,8 @@ def test_fit_on_the_classic_download_matches_the_hub_layout(tmp_path, glue_data,
     results = {}
     for name, data_dir in (("hub", HUB_GLUE), ("tsv", str(glue_data))):
         (tmp_path / name).mkdir()
-        copy = recipe_copy(recipe, tmp_path / name, **{"trainer.max_epochs": 2, "data.init_args.data_dir": data_dir})
+        copy = recipe_copy(recipe, tmp_path / name, **{"trainer.max_epochs": 1, "trainer.limit_train_batches": 3,
+                                                        "data.init_args.data_dir": data_dir})
         main(["fit", "--config", str(copy)])
         out = Path(yaml.safe_load(copy.read_text())["trainer"]["default_root_dir"])
         results[name] = json.loads((out / "results.json").read_text())

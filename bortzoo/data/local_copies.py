@@ -13,7 +13,7 @@ import os
 import re
 from typing import Optional
 
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_warn
 
 from bortzoo.data.tasks import CLASSES, TaskSpec
 from bortzoo.errors import BortzooError
@@ -88,7 +88,7 @@ def align_label_names(spec: TaskSpec, data, split: str, where: str):
     """`data` with its class ids in the spec's order.
 
     The data's ClassLabel names are compared with the spec's, never trusted by position: the same names in
-    another order are remapped (and logged); names that differ stop the run. Names equal to the leaderboard's
+    another order are remapped (with a warning that says so); names that differ stop the run. Names equal to the leaderboard's
     label strings (`submission_labels`, e.g. GLUE's 0/1 files) are the same classes by id. Label columns that
     are not ClassLabels (plain ids or strings) are checked row by row later (`check_labels`).
     """
@@ -107,7 +107,7 @@ def align_label_names(spec: TaskSpec, data, split: str, where: str):
         raise BortzooError(f"task {spec.name}, split {split}, column {column!r}: {where} names its classes {names}, "
                            f"but task {spec.name} has {wanted}: the labels cannot be matched by name")
     order = [wanted.index(name) for name in names]
-    rank_zero_info(f"task {spec.name}, split {split}: {where} orders its classes {names}; remapped by name to the "
+    rank_zero_warn(f"task {spec.name}, split {split}: {where} orders its classes {names}; remapped by name to the "
                    f"task's order {wanted}")
     features = data.features.copy()
     features[column] = ClassLabel(names=wanted)
