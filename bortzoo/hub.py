@@ -208,9 +208,9 @@ def stored_dtype(folder: str | os.PathLike) -> str:
         floating = sorted(kinds & set(_SAFETENSORS_DTYPES))
         if floating:
             return "+".join(_SAFETENSORS_DTYPES[kind] for kind in floating)
-    config = folder / "config.json"
-    if config.is_file():
-        recorded = json.loads(config.read_text()).get("dtype") or json.loads(config.read_text()).get("torch_dtype")
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    if isinstance(config, dict):
+        recorded = config.get("dtype") or config.get("torch_dtype")
         if isinstance(recorded, str) and recorded != "auto":
             return recorded.replace("torch.", "")
     return "unknown"
