@@ -57,14 +57,19 @@ def test_label_names_in_another_order_are_remapped_by_name(tmp_path, fresh_hf_ca
     assert remapped["premise"] == original["premise"]
 
 
-def test_label_names_that_differ_are_refused_naming_task_split_and_column(tmp_path, fresh_hf_cache):
+def renamed_copy(tmp_path: Path, task: str, names: list[str]):
+    """The fixture's validation split with its classes renamed by id (the ids kept), as a local copy."""
     from datasets import ClassLabel
 
-    spec = get_task("sst2")
-    data = load_split(spec, "validation", str(TINY_GLUE))
+    data = load_split(get_task(task), "validation", str(TINY_GLUE))
     features = data.features.copy()
-    features["label"] = ClassLabel(names=["neg", "pos"])
-    copy = write_copy(tmp_path / "glue", "sst2", {"validation": data.cast(features)})
+    features["label"] = ClassLabel(names=names)
+    return data, write_copy(tmp_path / "glue", task, {"validation": data.cast(features)})
+
+
+def test_label_names_that_differ_are_refused_naming_task_split_and_column(tmp_path, fresh_hf_cache):
+    spec = get_task("sst2")
+    _, copy = renamed_copy(tmp_path, "sst2", ["neg", "pos"])
     with pytest.raises(BortzooError) as caught:
         load_split(spec, "validation", str(copy))
     message = str(caught.value)
@@ -74,13 +79,8 @@ def test_label_names_that_differ_are_refused_naming_task_split_and_column(tmp_pa
 
 def test_the_leaderboards_own_label_strings_are_the_same_classes(tmp_path, fresh_hf_cache):
     """GLUE's files write CoLA as 0/1: a copy whose ClassLabel says '0', '1' keeps its ids."""
-    from datasets import ClassLabel
-
     spec = get_task("cola")
-    data = load_split(spec, "validation", str(TINY_GLUE))
-    features = data.features.copy()
-    features["label"] = ClassLabel(names=["0", "1"])
-    copy = write_copy(tmp_path / "glue", "cola", {"validation": data.cast(features)})
+    data, copy = renamed_copy(tmp_path, "cola", ["0", "1"])
     assert load_split(spec, "validation", str(copy))["label"] == data["label"]
 
 
