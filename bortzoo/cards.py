@@ -1,4 +1,5 @@
-"""Model cards: Hub metadata and a body rendered from `model_cards/<kind>.md`, from what the run produced.
+"""Model cards: Hub metadata and a body rendered from `model_cards/<kind>.md` (packaged: `bortzoo.resources`),
+from what the run produced.
 
 Every number in a card comes from the run folder (results.json, seeds.json, the search tables, the
 metrics the pretraining logged), from `Arch` (exact sizes), from a `bortzoo bench` results file (CPU
@@ -20,9 +21,9 @@ from bortzoo.data.tasks import MULTI_OPTION, get_task
 from bortzoo.errors import BortzooError
 from bortzoo.hub import is_hub_id
 from bortzoo.published import KNOWN_LOSSES, SOURCE, reported
+from bortzoo.resources import PROJECT_ROOT, card_template
 from bortzoo.runs import Run
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 LICENSE = "apache-2.0"  # Bort's code and weights (alexa/bort) and this project
 # Our metric names → the Hub's metric ids (model-index `type`).
 # Our metric names -> the model-index metric types of the cards (one type per name: the demo reads them back).
@@ -120,7 +121,8 @@ def fast_cpu_section(optimized: Optional[dict], repo_id: str) -> Optional[str]:
                   f"(fp32) vs {report['metric_optimized']:.2f} (int8), change {change:+.2f} points")
     return (
         "`bortzoo.optimize` makes a copy of this model for fast CPU inference: int8 linear layers (weights per "
-        "output channel, activations per tensor at run time) and bf16 attention where the CPU has native bf16 "
+        "output channel, activations per token at run time, 7-bit where the CPU has no VNNI so that its int8 "
+        "arithmetic stays exact) and bf16 attention where the CPU has native bf16 "
         "(avx512_bf16 or AMX; elsewhere torch's SDPA); LayerNorm and the residual stream stay fp32. No int8 "
         "weights are stored in this repo: `optimize` derives them from the fp32 weights when it is called, so "
         "the download is the fp32 model's.\n\n"
@@ -128,7 +130,8 @@ def fast_cpu_section(optimized: Optional[dict], repo_id: str) -> Optional[str]:
         f"model, tokenizer = bortzoo.load(\"{repo_id}\")\n"
         "fast = bortzoo.optimize(model)  # int8 linears, bf16 attention where the CPU has it\n```\n\n"
         f"{where}. Measured with `bortzoo.task_guard` on {optimized.get('cpu')}, torch {optimized.get('torch')} "
-        f"(attention {optimized.get('attention')}, int8 backend {optimized.get('int8_backend')}); the full report "
+        f"(attention {optimized.get('attention')}, int8 backend {optimized.get('int8_backend')}, "
+        f"{optimized.get('activation_bits') or 8}-bit activations); the full report "
         "is `optimized.json` in this repo.\n\n"
         "This is a measurement, not a gate: publishing refused nothing on it. Check the model on your own data "
         "with `bortzoo.task_guard`, or give `bortzoo.optimize` `check=` batches to refuse a copy that disagrees "
@@ -146,7 +149,7 @@ def _pct(value: float) -> str:
 
 
 # -- references: how a published file names what the run read --------------------------------------
-REPO_ROOT = TEMPLATES.parent  # recipes name the project's assets relative to it
+REPO_ROOT = PROJECT_ROOT  # recipes name the project's assets relative to it (bortzoo/assets/...)
 # Endings a Hub repo id does not have but a local file does (a `.ckpt` is always a file of this machine).
 FILE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".txt", ".text", ".json", ".jsonl", ".parquet",
                  ".csv", ".tsv", ".yaml", ".yml", ".gz", ".zip")
@@ -350,9 +353,7 @@ def render(run: Run, model_name: str, repo_id: Optional[str] = None, latency: Op
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    template = TEMPLATES / f"{run.kind}.md"
-    if not template.is_file():
-        raise BortzooError(f"missing card template {template} (model_cards/ belongs beside the bortzoo package)")
+    template = card_template(run.kind)
     if optimized and run.kind != "task":
         raise BortzooError(f"a {run.kind} card has no fast CPU inference section: the accuracy check needs a "
                            "fine-tuned model and its task")

@@ -1,6 +1,7 @@
 """`bortzoo`: the Lightning CLI for Trainer verbs, plus the verbs that are not Trainer methods.
 
     bortzoo fit|validate|test|predict --config recipes/...yaml   (LightningCLI, subclass mode)
+    bortzoo VERB --config NAME   a packaged recipe by name, from any folder (bortzoo.resources.config_args)
     bortzoo bench [--models bort bert-large --threads 1 2] [--config bench.yaml]  (jsonargparse on a function)
 """
 
@@ -12,6 +13,7 @@ import sys
 from typing import Callable, Optional
 
 from bortzoo.errors import BortzooError
+from bortzoo.resources import config_args
 
 TRAINER_VERBS = ("fit", "validate", "test", "predict")
 
@@ -58,6 +60,12 @@ def _zoo_list() -> Callable:
     return zoo_list
 
 
+def _recipes() -> Callable:
+    from bortzoo.resources import recipes
+
+    return recipes
+
+
 def _extract_report() -> Callable:
     from bortzoo.extract.report import report
 
@@ -69,6 +77,8 @@ SUBVERBS: dict[str, dict[str, Callable[[], Callable]]] = {"extract": {"report": 
                                                           "zoo": {"list": _zoo_list}}
 # Verbs whose arguments without a default are positional (`bortzoo publish RUN_DIR`).
 POSITIONAL = {"publish"}
+# Verbs whose one optional argument may come first without its option (`bortzoo recipes NAME` = `--name NAME`).
+OPTIONAL_POSITIONAL = {"recipes": "--name"}
 
 # name → (loader of the function, one-line help).
 VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
@@ -80,6 +90,7 @@ VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
                       "pruning; held-out score"),
     "publish": (_publish, "a run as a Hub model repo with its card: bortzoo publish RUN_DIR --repo_id ORG/NAME"),
     "zoo": (_zoo_list, "the named checkpoints (`bortzoo zoo list`); load one with bortzoo.load(name)"),
+    "recipes": (_recipes, "the recipes that ship with bortzoo, one line each; given a name, that recipe's YAML to copy"),
 }
 
 USAGE = """usage: bortzoo VERB [options]        (`bortzoo VERB --help` for the options of one verb)
@@ -90,6 +101,8 @@ Trainer verbs (Lightning CLI; a recipe YAML holds everything a run needs):
   validate   evaluate on the val split
   test       evaluate on the test split (GLUE: its dev splits, the test labels are hidden)
   predict    run predictions; fine-tune recipes write leaderboard files (GLUE zip)
+  --config takes a path or a packaged recipe's name (`bortzoo recipes` lists them), from any folder:
+                                       bortzoo fit --config pretrain/bort-mlm-tiny
 Other verbs:
 {others}
 """
@@ -156,8 +169,14 @@ def check_vocab(model, datamodule) -> None:
 
 
 def lightning_cli(args: Optional[list[str]], run: bool = True, parse_only: bool = False):
-    """Run (or only parse, for recipe checks) the Lightning CLI on `args`."""
+    """Run (or only parse, for recipe checks) the Lightning CLI on `args` (None: sys.argv), where `--config`
+    takes a packaged recipe's name too."""
     from lightning import LightningDataModule, LightningModule
+
+    if args is None:
+        sys.argv[1:] = config_args(sys.argv[1:])  # Lightning reads sys.argv itself then
+    else:
+        args = config_args(list(args))
 
     cls = make_cli_class()
     cls.parse_only = parse_only
@@ -228,6 +247,9 @@ def run_verb(name: str, args: list[str]):
     """Run a non-Trainer verb: its function's signature and docstring are its options and --help."""
     from jsonargparse import auto_cli
 
+    args = config_args(args)
+    if name in OPTIONAL_POSITIONAL and args and not args[0].startswith("-"):
+        args = [OPTIONAL_POSITIONAL[name], *args]
     subverbs = SUBVERBS.get(name, {})
     if args and args[0] in subverbs:
         function, prog, args = subverbs[args[0]](), f"bortzoo {name} {args[0]}", args[1:]

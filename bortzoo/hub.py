@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bortzoo.errors import BortzooError
+from bortzoo.resources import project_path
 
 # Files every load may need; one of the weight groups below is added.
 META_PATTERNS = ["*.json", "*.txt", "*.model"]
@@ -41,7 +42,7 @@ def resolve(ref: str | os.PathLike, revision: Optional[str] = None, need_config:
     text = os.fspath(ref)
     if not text or not text.strip():
         raise BortzooError("empty model reference: give a Hub id (e.g. 'amazon/bort') or a local folder")
-    path = Path(text).expanduser()
+    path = Path(project_path(text)).expanduser()  # a recipe's bortzoo/assets/... from any folder
     if path.is_dir():
         return check_folder(path) if need_config else path
     if path.exists():

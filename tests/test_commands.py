@@ -13,7 +13,8 @@ recipes/extract/bort.yaml is read as its first iteration.
 
 Normal form
   `./run demo|bench ARGS` is `bortzoo demo|bench ARGS`, `./run bortzoo ARGS` is `bortzoo ARGS`, `./run test ARGS` is
-  pytest ARGS (each job must be one of `run`'s); `python demo/app.py ARGS` is `bortzoo demo ARGS`. A trailing
+  pytest ARGS (each job must be one of `run`'s); `python demo/app.py ARGS` is `bortzoo demo ARGS`. `--config NAME`
+  of a packaged recipe (`bortzoo recipes`) is `--config recipes/NAME.yaml`, the same command. A trailing
   `# comment` and `...` are dropped; a command with optional arguments (`[--seeds 0,1,2]`) is checked without
   them and with them. argparse's own `usage:` lines of a verb's --help are synopses.
   Placeholders: an upper-case part of a recipe path (`recipes/agora/TASK-bort-tiny.yaml`) expands to every
@@ -347,6 +348,20 @@ class Unclassifiable(Exception):
     pass
 
 
+def recipe_paths(argv: list[str]) -> list[str]:
+    """`--config NAME` of a packaged recipe (not a path here) as `--config recipes/NAME.yaml`."""
+    from bortzoo.resources import recipe_file, recipes_dir
+
+    argv = list(argv)
+    for index, token in enumerate(argv[:-1]):
+        value = argv[index + 1]
+        if token == "--config" and not PLACEHOLDER.search(value) and not (REPO / value).exists():
+            found = recipe_file(value)
+            if found is not None:
+                argv[index + 1] = "recipes/" + found.relative_to(recipes_dir()).as_posix()
+    return argv
+
+
 def normal_form(text: str) -> tuple[str, list[str], set[str]]:
     """(kind, argv, files named outside argv) of one command text."""
     if re.search(r"\[options\]|\bARGS\b", text):
@@ -356,14 +371,14 @@ def normal_form(text: str) -> tuple[str, list[str], set[str]]:
     tokens = [t for t in shlex.split(text) if t not in ("...", "…")]
     head, rest = tokens[0], tokens[1:]
     if head == "bortzoo":
-        return "bortzoo", rest, set()
+        return "bortzoo", recipe_paths(rest), set()
     if head == "./run":
         job, args = (rest[0], rest[1:]) if rest else ("demo", [])
         if job not in run_jobs():
             raise Unclassifiable(f"`./run {job}`: `run` has no job {job!r} (it has {sorted(run_jobs())})")
         if job == "test":
             return "pytest", args, {"run"}
-        return "bortzoo", ([job] if job != "bortzoo" else []) + args, {"run"}
+        return "bortzoo", recipe_paths(([job] if job != "bortzoo" else []) + args), {"run"}
     if head == "python" and rest[:1] == ["-m"] and len(rest) > 1:
         return ("pytest", rest[2:], set()) if rest[1] == "pytest" else ("module", rest[1:], set())
     if head == "python" and rest[:1] == ["demo/app.py"]:
@@ -961,7 +976,7 @@ def test_command(key, workspace):
 
 
 @pytest.mark.parametrize("args", [(v, "--help") for v in ("bench", "export", "extract", "agora", "publish", "zoo",
-                                                              "demo", *TRAINER_VERBS)]
+                                                              "demo", "recipes", *TRAINER_VERBS)]
                          + [("extract", "report", "--help"), ("zoo", "list", "--help")], ids=" ".join)
 def test_verb_help_commands(args, workspace):
     """The commands a verb's --help prints (from its function's docstring) work too."""

@@ -38,6 +38,7 @@ from bortzoo.agora.transforms import Transform, get_transform
 from bortzoo.agora.trials import apply_overrides, expand_sets, prepare_trial, run_trials, set_name, trial_config
 from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
+from bortzoo.resources import resolve_recipe
 
 REPORT_FILE, STATE_FILE, PLOT_FILE = "agora.json", "state.json", "agora.png"
 REPORT_FORMAT = 1
@@ -133,6 +134,7 @@ def prepare_weak_model(reference: str, out: Path, state: State, overrides: Optio
             raise BortzooError(f"weak_model {reference} does not exist (a fine-tuned .ckpt, or a fine-tune recipe "
                                ".yaml Agora fits first)")
         return str(path)
+    path = Path(resolve_recipe(reference, "weak_model"))  # a path, or a packaged recipe's name
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         raise BortzooError(f"weak_model must be a fine-tuned .ckpt or a fine-tune recipe .yaml, got {reference!r}")
     from bortzoo.agora.trials import run_trial
@@ -234,9 +236,9 @@ def agora(
     for name, value in (("finetune", finetune), ("weak_model", weak_model), ("out", out)):
         if not str(value).strip():  # an empty out would write the run into the current folder
             raise BortzooError(f"{name} is empty: give a path (see bortzoo agora --help)")
-    recipe_path = Path(finetune)
+    recipe_path = Path(resolve_recipe(finetune, "finetune recipe"))  # a path, or a packaged recipe's name
     if not recipe_path.is_file():
-        raise BortzooError(f"finetune recipe {finetune} does not exist")
+        raise BortzooError(f"finetune recipe {finetune} is not a file")
     base = apply_overrides(yaml.safe_load(recipe_path.read_text()), finetune_overrides, "finetune_overrides")
     data_args = (base.get("data") or {}).get("init_args") or {}
     if "task" not in data_args:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from bortzoo.errors import BortzooError
+from bortzoo.resources import project_path
 
 FILE_BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
@@ -87,14 +88,15 @@ def load_source(source: Source):
     """The source as a `datasets` Dataset (or IterableDataset when streaming) with one column, `text`."""
     import datasets
 
-    files = local_files(source.path)
+    path = project_path(source.path)  # a recipe's bortzoo/assets/... from any folder
+    files = local_files(path)
     try:
         if files:
             builder = _builder_for(files, source)
             data = datasets.load_dataset(builder, data_files=files, split="train", streaming=source.streaming)
-        elif os.path.isdir(source.path) or _looks_like_hub_id(source.path):
+        elif os.path.isdir(path) or _looks_like_hub_id(source.path):
             split = "train" if source.data_files else source.split  # data_files form one "train" split
-            data = datasets.load_dataset(source.path, source.name, split=split, streaming=source.streaming,
+            data = datasets.load_dataset(path, source.name, split=split, streaming=source.streaming,
                                          revision=source.revision, data_files=source.data_files)
         else:
             raise BortzooError(f"corpus source {source.path!r} is neither an existing file, a glob matching files, "

@@ -25,6 +25,7 @@ from bortzoo.data.glue_tsv import read_glue_tsv, task_folder
 from bortzoo.data.local_copies import align_label_names, explain_load_error
 from bortzoo.data.tasks import CHOICE, CLASSES, RANKING, REGRESSION, EvalSplit, RowError, TaskSpec, get_task
 from bortzoo.errors import BortzooError
+from bortzoo.resources import project_path
 
 PAIR_ENCODINGS = ("tokenizer", "bort")
 ENCODING_VERSION = "2"  # bump when the encoding below changes, so cached encodings are not reused
@@ -35,6 +36,7 @@ def load_split(spec: TaskSpec, split: str, data_dir: Optional[str] = None, revis
     """One split of the task's dataset, from the Hub or from `data_dir` (a folder laid out like the repo)."""
     import datasets
 
+    data_dir = project_path(data_dir) if data_dir is not None else None  # a recipe's bortzoo/assets/... from anywhere
     where = data_dir or spec.dataset
     cache_dir = None
     if data_dir is not None:
