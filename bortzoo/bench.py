@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
+from bortzoo import cpu
 from bortzoo.arch import Arch, get_arch
 from bortzoo.errors import BortzooError
 
@@ -445,24 +446,14 @@ def format_report(rows: Sequence[dict], info: Mapping[str, Any], plan: Plan) -> 
     return "\n".join(header + [format_table(rows)] + ([""] + ratios if ratios else []))
 
 
-def _cpu_model() -> str:
-    """The marketing name of the CPU, which /proc/cpuinfo has on Linux x86 and platform sometimes elsewhere."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
-                    return value.strip()
-    return platform.processor() or platform.machine() or "unknown-cpu"
-
-
 def hardware_info() -> dict[str, Any]:
     """What a latency number depends on besides the model: CPU, cores and library versions."""
     import torch
     import transformers
 
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu.cpu_name(),
+        "cpu_flags": cpu.cpu_summary(),
         "cores": os.cpu_count() or 1,
         "torch": torch.__version__,
         "transformers": transformers.__version__,

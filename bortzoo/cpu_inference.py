@@ -4,29 +4,32 @@ Why each piece (measured by `bench/cpu_latency.py` on an AMD EPYC Zen 5 with 2 c
 - torch's fp32 matmul (MKL) reaches ~100 GFLOP/s per core on this CPU, oneDNN's int8 (VNNI)
   ~900: the linears are quantised to int8 (weights per output channel, activations per tensor
   at run time) and run by oneDNN's `qlinear_pointwise`, which also applies the bias, the GELU
-  and the residual add in the same pass over the output.
+  and the residual add in the same pass over the output (`bortzoo.int8`, which also checks that
+  this CPU's int8 arithmetic is exact, and narrows the activations to 7 bits where it needs that).
 - torch's fp32 and bf16 flash attention reach ~80 GFLOP/s here; two bf16 matmuls around an fp32
   softmax reach ~200, so attention runs that way where the CPU has native bf16 (avx512_bf16 or
   AMX); elsewhere it uses SDPA.
 - query, key and value are one matmul, so the activation is quantised once, not three times.
-The residual stream and LayerNorm stay fp32. `guard` measures what this costs in accuracy
-against the fp32 model on given inputs; `optimize(check=...)` refuses a model that disagrees.
+The residual stream and LayerNorm stay fp32. Before returning, `optimize` runs the copy and the
+original on a small batch and refuses a copy whose output is off; `guard` measures what the copy
+costs in accuracy on given inputs, and `optimize(check=...)` refuses a model that disagrees.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import math
+import logging
 import os
-from collections import OrderedDict
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
+from bortzoo.cpu import cpu_flags, cpu_summary, native_bf16
 from bortzoo.errors import BortzooError
+from bortzoo.int8 import GELU_ALGORITHMS, QuantizedLinear, int8_arithmetic
 
 __all__ = [
     "optimize",
@@ -38,165 +41,30 @@ __all__ = [
     "auto_attention",
     "int8_backend",
     "PRECISIONS",
+    "SELF_CHECK_MAX_ERROR",
 ]
 
 PRECISIONS = ("int8", "bf16", "fp32")
 ATTENTIONS = ("auto", "bf16", "sdpa")
 _SCORES_PER_CHUNK = 1 << 20  # attention scores computed at once: 2 MB of bf16
-_PACKS_KEPT = 4  # packed weights kept per linear, one per recent input row count
-_GELU_ALGORITHMS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
+# The self-check's bound on the copy's relative error in the encoder output, per precision (bf16 attention counts
+# as bf16). Measured on the real all-MiniLM-L6-v2 encoder (tests/real): right int8 copies 0.058 (8-bit activations)
+# and 0.094 (7-bit), saturating int8 arithmetic 0.157, bf16 0.014. The exactness probe of bortzoo.int8 is what keeps
+# int8 right; this bound is the backstop that refuses a copy that is wrong, not merely approximate.
+SELF_CHECK_MAX_ERROR = {"int8": 0.15, "bf16": 0.05, "fp32": 1e-3}
+_log = logging.getLogger("bortzoo")
 
 
 # -- what the CPU can do --------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def native_bf16() -> bool:
-    """True where bf16 matmuls run in hardware (avx512_bf16 or AMX), so bf16 is a speed-up, not an emulation."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
 def auto_attention() -> str:
     """What attention="auto" picks: bf16 score matmuls where bf16 is native, else torch's SDPA."""
     return "bf16" if native_bf16() else "sdpa"
 
 
-@functools.lru_cache(maxsize=1)
-def int8_backend() -> str:
-    """'onednn' when torch has oneDNN's quantised linear (dequantise, bias and GELU fused); else 'int_mm'."""
-    if torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise"):
-        try:
-            QuantizedLinear(torch.ones(2, 4), torch.zeros(2), backend="onednn")(torch.ones(1, 4))
-            return "onednn"
-        except (RuntimeError, NotImplementedError):
-            pass
-    return "int_mm"
-
-
-# -- the int8 linear ------------------------------------------------------------------------------
-def _quantize_uint8(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
-    """Asymmetric per-tensor uint8 quantisation (scale, zero point from this tensor's range; 0 always exact)."""
-    low, high = torch.aminmax(x)
-    low, high = min(float(low), 0.0), max(float(high), 0.0)
-    scale = (high - low) / 255.0
-    if scale == 0.0 or not math.isfinite(scale):
-        if not math.isfinite(scale):
-            raise BortzooError("cannot quantise an activation that holds inf or nan; the model's fp32 output is broken too")
-        scale = 1.0
-    zero_point = min(255, max(0, round(-low / scale)))
-    q = torch.mul(x, 1.0 / scale).add_(zero_point).round_().clamp_(0, 255).to(torch.uint8)
-    return q, scale, zero_point
-
-
-class QuantizedLinear(nn.Module):
-    """`activation(x @ W.T + b) + residual` with W int8 (one scale per output channel) and x quantised
-    per tensor at run time.
-
-    The int8 weight and its scales are buffers (they save and load with the state dict); oneDNN's
-    packed copy is built on first use, for this CPU, and never saved.
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str] = None,
-                 backend: Optional[str] = None, out_dtype: torch.dtype = torch.float32) -> None:
-        super().__init__()
-        if backend not in (None, "onednn", "int_mm"):
-            raise BortzooError(f"backend must be 'onednn', 'int_mm' or None (the best this torch has), got {backend!r}")
-        if activation is not None and activation not in _GELU_ALGORITHMS:
-            raise BortzooError(f"activation must be one of {sorted(_GELU_ALGORITHMS)} or None, got {activation!r}")
-        w = weight.detach().to(torch.float32)
-        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("weight_scale", scale)
-        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).clone())
-        self.activation = activation
-        self.in_features, self.out_features = w.shape[1], w.shape[0]
-        self.backend = backend or int8_backend()
-        self.out_dtype = out_dtype  # bf16 where the next op reads bf16: half the bytes written
-        self._packs: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._w_zero: Optional[torch.Tensor] = None
-
-    @classmethod
-    def from_linear(cls, *linears: nn.Linear, activation: Optional[str] = None, backend: Optional[str] = None,
-                    out_dtype: torch.dtype = torch.float32) -> "QuantizedLinear":
-        """One int8 linear from one nn.Linear, or from several sharing an input (their outputs concatenated)."""
-        weight = torch.cat([lin.weight for lin in linears], dim=0)
-        bias = None
-        if any(lin.bias is not None for lin in linears):  # a linear without bias contributes zeros, not a drop
-            bias = torch.cat([lin.weight.new_zeros(lin.out_features) if lin.bias is None else lin.bias
-                              for lin in linears])
-        return cls(weight, bias, activation, backend, out_dtype)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"activation={self.activation}, backend={self.backend}")
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_packs"] = OrderedDict()  # oneDNN's packed tensors cannot be copied or pickled; rebuilt on use
-        return state
-
-    def _apply(self, fn: Callable, recurse: bool = True) -> "QuantizedLinear":
-        self._packs = OrderedDict()
-        return super()._apply(fn, recurse)
-
-    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1]).to(torch.float32).contiguous()
-        r2 = None if residual is None else residual.reshape(-1, self.out_features).to(torch.float32).contiguous()
-        y = self._onednn(x2, r2) if self.backend == "onednn" else self._int_mm(x2, r2)
-        return y.reshape(*shape[:-1], self.out_features)
-
-    def _onednn(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
-        packed = self._packs.get(x.shape[0])
-        if packed is None:
-            packed = torch.ops.onednn.qlinear_prepack(self.weight_int8, list(x.shape))
-            self._packs[x.shape[0]] = packed
-            while len(self._packs) > _PACKS_KEPT:
-                self._packs.popitem(last=False)
-        else:
-            self._packs.move_to_end(x.shape[0])
-        qx, scale, zero_point = _quantize_uint8(x)
-        w_zero, bias = self._epilogue()
-        unary = "gelu" if self.activation else "none"
-        algorithm = _GELU_ALGORITHMS[self.activation] if self.activation else ""
-        y = torch.ops.onednn.qlinear_pointwise.default(
-            qx, scale, zero_point, packed, self.weight_scale, w_zero, bias,
-            1.0, 0, self.out_dtype, unary, [], algorithm)
-        # oneDNN's fused residual add (qlinear_pointwise.binary) measured 15% slower than adding after
-        return y if residual is None else y.add_(residual)
-
-    def _epilogue(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Weight zero points (all 0: the weights are symmetric), made once, and the bias in the output dtype."""
-        if self._w_zero is None:
-            self._w_zero = torch.zeros(self.out_features, dtype=torch.int64)
-        bias = self.bias if self.bias is None or self.out_dtype == torch.float32 else self.bias.to(self.out_dtype)
-        return self._w_zero, bias
-
-    def _int_mm(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
-        """Portable fallback: symmetric per-row int8 activations and aten's int8 matmul."""
-        scale = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp(min=1e-12) / 127.0
-        qx = torch.round(x / scale).clamp_(-127, 127).to(torch.int8)
-        if qx.shape[0] <= 16:  # _int_mm wants more than 16 rows on some builds; pad, then drop
-            qx = torch.cat([qx, qx.new_zeros(17 - qx.shape[0], qx.shape[1])])
-        y = torch._int_mm(qx, self.weight_int8.t())[: x.shape[0]].to(torch.float32)
-        y.mul_(scale).mul_(self.weight_scale)
-        if self.bias is not None:
-            y.add_(self.bias)
-        if self.activation:
-            y = nn.functional.gelu(y, approximate=_GELU_ALGORITHMS[self.activation])
-        if residual is not None:
-            y.add_(residual)
-        return y.to(self.out_dtype)
+def int8_backend() -> Optional[str]:
+    """The int8 kernel optimize() uses on this CPU ('onednn'), or None where no fast one is exact."""
+    arithmetic = int8_arithmetic()
+    return None if arithmetic is None else arithmetic.backend
 
 
 # -- BERT's layer pieces, rebuilt around the int8 linear ------------------------------------------
@@ -223,7 +91,7 @@ class _FloatLinear(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         y = nn.functional.linear(x, self.weight, self.bias)
         if self.activation:
-            y = nn.functional.gelu(y, approximate=_GELU_ALGORITHMS[self.activation])
+            y = nn.functional.gelu(y, approximate=GELU_ALGORITHMS[self.activation])
         return y if residual is None else y + residual
 
 
@@ -319,9 +187,9 @@ def _bert_layers(model: nn.Module) -> list[nn.Module]:
 
 def _activation_name(config: Any) -> str:
     act = getattr(config, "hidden_act", None)
-    if act not in _GELU_ALGORITHMS:
+    if act not in GELU_ALGORITHMS:
         raise BortzooError(
-            f"optimize() fuses GELU into the int8 linear and knows {sorted(_GELU_ALGORITHMS)}; "
+            f"optimize() fuses GELU into the int8 linear and knows {sorted(GELU_ALGORITHMS)}; "
             f"this model's hidden_act is {act!r}")
     return act
 
@@ -376,6 +244,25 @@ def optimize(
     if attention == "auto":
         attention = auto_attention()
     check = None if check is None else list(check)
+    settings: dict[str, Any] = {"precision": precision, "attention": attention, "int8_backend": None,
+                                "activation_bits": None, "cpu": cpu_summary()}
+    if precision == "int8":
+        arithmetic = int8_arithmetic()
+        if arithmetic is None:
+            reason = (f"no fast int8 arithmetic is exact on this CPU ({cpu_summary()}): oneDNN's int8 kernel "
+                      "is missing or saturates even with 7-bit activations, so optimize() returns fp32 (emulated "
+                      "bf16 would be slower still)")
+            warnings.warn(reason, stacklevel=2)
+            _log.warning(reason)
+            settings.update(precision="fp32", requested_precision="int8", fallback=reason)
+            precision = "fp32"
+        else:
+            settings.update(int8_backend=arithmetic.backend, activation_bits=arithmetic.activation_bits)
+    # what the original computes, before anything changes (with inplace=True it is gone afterwards)
+    probe = _self_check_batch(model)
+    expected_dtype = next(_encoder(model)[0].parameters()).dtype
+    expected = _encoder_output(model, probe)
+    reference = None if check is None else _predictions(model, check)
 
     optimized = model if inplace else copy.deepcopy(model)
     optimized.eval()
@@ -392,15 +279,70 @@ def optimize(
     if precision == "bf16":
         optimized.to(torch.bfloat16)
     optimized.requires_grad_(False)
-    optimized.bortzoo_optimize = {"precision": precision, "attention": attention,
-                                  "int8_backend": int8_backend() if precision == "int8" else None}
     if threads is not None:
         torch.set_num_threads(threads)
+    error = _relative_error(_encoder_output(optimized, probe), expected)
+    low_precision = attention == "bf16" or expected_dtype != torch.float32  # the copy, or the original, in bf16/fp16
+    bound = max(SELF_CHECK_MAX_ERROR[precision], SELF_CHECK_MAX_ERROR["bf16"] if low_precision else 0.0)
+    settings["self_check_error"] = round(error, 6)
+    optimized.bortzoo_optimize = settings
+    if not error <= bound:
+        raise BortzooError(
+            f"the {precision} copy is off: its encoder output differs from the original's by {error:.2%} "
+            f"(relative error on a {probe['input_ids'].shape[0]}x{probe['input_ids'].shape[1]} check batch; "
+            f"at most {bound:.1%} is right for {precision}) on this CPU "
+            f"({cpu_summary()}); optimize(precision='fp32') is exact everywhere")
     if check is not None:
-        report = guard(model, optimized, check, labels=labels, metric=metric)
+        report = _compare(reference, _predictions(optimized, check), check, labels=labels, metric=metric)
         optimized.bortzoo_guard = report
         report.enforce(min_agreement, max_metric_drop)
     return optimized
+
+
+# -- the self-check: is the copy right at all? ---------------------------------------------------
+def _encoder(model: nn.Module) -> tuple[nn.Module, bool]:
+    """The module the self-check runs: the BertModel inside `model` (True), or else its BertEncoder (False)."""
+    from transformers.models.bert.modeling_bert import BertEncoder, BertModel
+
+    for cls, full in ((BertModel, True), (BertEncoder, False)):
+        found = next((m for m in model.modules() if isinstance(m, cls)), None)
+        if found is not None:
+            return found, full
+    raise BortzooError(f"no BertModel or BertEncoder in {type(model).__name__} to check the optimised copy on")
+
+
+def _self_check_batch(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Two sequences of 24 fixed random tokens, the second padded after 16: what the copy must reproduce."""
+    encoder, full = _encoder(model)
+    config = encoder.config
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(2, 24, dtype=torch.long)
+    mask[1, 16:] = 0
+    if full:
+        low = min(1000, config.vocab_size // 2)  # past the special and unused tokens of a WordPiece vocabulary
+        return {"input_ids": torch.randint(low, config.vocab_size, (2, 24), generator=g), "attention_mask": mask}
+    return {"hidden_states": torch.randn(2, 24, config.hidden_size, generator=g), "attention_mask": mask}
+
+
+@torch.inference_mode()
+def _encoder_output(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The encoder's last hidden state at the real (unpadded) tokens, as fp32 rows."""
+    encoder, full = _encoder(model)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        if full:
+            out = encoder(**batch).last_hidden_state
+        else:
+            dtype = next(encoder.parameters()).dtype
+            out = encoder(batch["hidden_states"].to(dtype))[0]
+    finally:
+        encoder.train(was_training)
+    return out.float()[batch["attention_mask"].bool()]
+
+
+def _relative_error(output: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((output - expected).norm() / expected.norm().clamp(min=1e-12))
 
 
 # -- the accuracy guard ---------------------------------------------------------------------------
@@ -479,18 +421,27 @@ def guard(
 
     `metric(predictions, labels)` gets class ids (or regression values) and returns points (0-100).
     """
-    reference.eval()
-    optimized.eval()
-    ref_out, opt_out = [], []
     batches = list(batches)
+    return _compare(_predictions(reference, batches), _predictions(optimized, batches), batches, labels, metric)
+
+
+@torch.inference_mode()
+def _predictions(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
+    model.eval()
+    out = []
     for i, batch in enumerate(batches):
         if not isinstance(batch, Mapping):
             raise BortzooError(f"check batch {i} is a {type(batch).__name__}; give dicts of model inputs")
-        ref_out.append(_outputs(reference, batch))
-        opt_out.append(_outputs(optimized, batch))
-    if not ref_out:
+        out.append(_outputs(model, batch))
+    if not out:
         raise BortzooError("the accuracy check got no batches")
-    ref, opt = torch.cat(ref_out), torch.cat(opt_out)
+    return torch.cat(out)
+
+
+def _compare(ref: torch.Tensor, opt: torch.Tensor, batches: Sequence[Mapping[str, torch.Tensor]],
+             labels: Optional[Sequence[Any]] = None,
+             metric: Optional[Callable[[torch.Tensor, torch.Tensor], float]] = None) -> GuardReport:
+    """The report on two models' predictions for the same batches (rows as `_outputs` lays them out)."""
     examples = sum(len(next(iter(b.values()))) for b in batches)
     hidden = ref.shape[0] != examples  # a bare encoder: one row per token
     classes = not hidden and ref.shape[-1] > 1

@@ -30,6 +30,7 @@ from typing import Any, Optional
 import yaml
 
 from bortzoo.errors import BortzooError
+from bortzoo.resources import project_path
 from bortzoo.runs import Run, read_run
 
 LATENCY_DIR = "latency"
@@ -286,7 +287,8 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
 
     from bortzoo.bench import hardware_info
     from bortzoo.cards import guard_metric_name, public_ref
-    from bortzoo.cpu_inference import auto_attention, int8_backend
+    from bortzoo.cpu_inference import auto_attention
+    from bortzoo.int8 import int8_arithmetic
     from bortzoo.data.tasks import get_task
     from bortzoo.task_guard import task_guard
 
@@ -295,7 +297,7 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
     spec = get_task(run.results["task"])
     split = spec.eval_splits("validate")[0].split  # the split task_guard reads (MNLI: matched)
     data_dir = run.data_args().get("data_dir")
-    data_dir = str(data_dir) if data_dir else None
+    data_dir = project_path(str(data_dir)) if data_dir else None  # a tiny recipe's bortzoo/assets/... from anywhere
     max_length = int(run.data_args().get("max_length") or 128)
     kept = (f"the folder is built at {folder} without {OPTIMIZED_FILE}: fix the cause and run again, or publish "
             "without --optimized")
@@ -316,7 +318,8 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
     return {
         "precision": "int8",
         "attention": auto_attention(),  # what task_guard's optimize(attention="auto") picked on this CPU
-        "int8_backend": int8_backend(),
+        "int8_backend": getattr(int8_arithmetic(), "backend", None),
+        "activation_bits": getattr(int8_arithmetic(), "activation_bits", None),  # 7 where the CPU adds pairs into int16
         "torch": torch.__version__,
         "cpu": hardware_info()["cpu"],
         "guard": report.as_dict(),
