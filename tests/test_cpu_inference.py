@@ -17,6 +17,8 @@ from bortzoo import int8 as int8_mod
 from bortzoo.cpu_inference import GuardReport, QuantizedLinear, guard, int8_backend, optimize
 from tests.conftest import TINY_ARCH
 
+pytestmark = pytest.mark.cpu_sensitive  # int8 and bf16 kernels: CI runs this file again under AVX2 emulation
+
 BACKENDS = ["onednn", "int_mm"]
 
 

@@ -15,6 +15,7 @@ def _folder(task, tmp_path, head="bort"):
 
 
 @pytest.mark.parametrize("task", ["sst2", "stsb", "race-all"])
+@pytest.mark.cpu_sensitive
 def test_task_guard_scores_fp32_like_a_direct_evaluation_and_compares_int8(task, tmp_path):
     from bortzoo.metrics import split_score, task_metrics, to_percent
     from bortzoo.zoo import load
