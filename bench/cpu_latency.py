@@ -84,9 +84,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
-from bortzoo.bench import (OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug,  # noqa: E402
-                           write_atomic)
 from bortzoo.errors import BortzooError  # noqa: E402
+from bortzoo.serve.bench import OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug, write_atomic  # noqa: E402
 
 try:
     import onnxruntime as ort
@@ -94,7 +93,7 @@ except ImportError:  # optional: pip install bortzoo[bench]
     ort = None
 
 try:
-    from bortzoo.cpu_inference import optimize
+    from bortzoo.serve.optimize import optimize
     OPTIMIZE_ERROR: Optional[str] = None
 except ImportError as _err:  # reported in the rows, never hidden: the tests require the bortzoo rows
     optimize = None
@@ -912,7 +911,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if (args.guard is None) != (args.guard_task is None):
         parser.error("--guard and --guard-task go together: a fine-tuned model and the task it was tuned on")
     if args.guard_task is not None:
-        from bortzoo.data.tasks import TASKS
+        from bortzoo.tasks import TASKS
 
         if args.guard_task not in TASKS:
             parser.error(f"--guard-task: unknown task {args.guard_task!r}; known: {', '.join(TASKS)}")
@@ -976,7 +975,7 @@ def run_guard(args: argparse.Namespace, log: Callable[[str], None]) -> list[dict
     if args.guard is None:
         return guard_targets(None, "a dev sample", "no --guard MODEL --guard-task TASK given (a fine-tuned model, "
                                                    "e.g. --guard bert-large-sst2 --guard-task sst2)")
-    from bortzoo.task_guard import task_guard
+    from bortzoo.serve.task_guard import task_guard
 
     where = f"{args.guard} on {args.guard_task} dev, first {args.guard_examples} rows"
     log(f"accuracy guard: {where}")

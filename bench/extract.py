@@ -46,15 +46,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch, search_space  # noqa: E402
-from bortzoo.bench import OtherCpuLoad, alternating_orders, hardware_info, slug  # noqa: E402
 from bortzoo.data.masking import mask_tokens  # noqa: E402
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR  # noqa: E402
 from bortzoo.export import write_random_masked_lm  # noqa: E402
 from bortzoo.extract.cache import TeacherCache, cache_key  # noqa: E402
 from bortzoo.extract.search import Latency, measure_latency  # noqa: E402
 from bortzoo.extract.surrogate import quiet_trainer, surrogate_error, teacher_topk  # noqa: E402
 from bortzoo.modules.student import Student  # noqa: E402
 from bortzoo.modules.teacher import Teacher  # noqa: E402
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR  # noqa: E402
+from bortzoo.serve.bench import OtherCpuLoad, alternating_orders, hardware_info, slug  # noqa: E402
 
 DEFAULT_STUDENT = "2,4,256,512"
 DEFAULT_TEACHER = "4,8,512,1536"  # 9.6x the student's parameters excl. embeddings (4,8,512,2048 would be 11.5x)

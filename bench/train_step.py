@@ -27,7 +27,6 @@ import gc
 import io
 import json
 import logging
-import math
 import os
 import statistics
 import sys
@@ -45,15 +44,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
-from bortzoo.bench import OtherCpuLoad, alternating_orders, hardware_info, slug  # noqa: E402
-from bortzoo.export import write_random_masked_lm  # noqa: E402
 from bortzoo.data.masking import mask_tokens  # noqa: E402
-from bortzoo.distill import distillation_loss  # noqa: E402
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR  # noqa: E402
+from bortzoo.export import write_random_masked_lm  # noqa: E402
+from bortzoo.modules.distill import distillation_loss  # noqa: E402
 from bortzoo.modules.mlm import masked_logits  # noqa: E402
+from bortzoo.modules.optim import adamw_with_warmup, param_groups  # noqa: E402
 from bortzoo.modules.student import Student  # noqa: E402
-from bortzoo.optim import NO_DECAY, adamw_with_warmup, param_groups  # noqa: E402
 from bortzoo.modules.teacher import Teacher  # noqa: E402
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR  # noqa: E402
+from bortzoo.serve.bench import OtherCpuLoad, alternating_orders, hardware_info, slug  # noqa: E402
 
 DEFAULT_STUDENT = "2,4,256,512"
 DEFAULT_TEACHER = "4,8,512,1536"  # ~10x the student's encoder parameters
@@ -354,7 +353,7 @@ def format_report(rows: Sequence[dict], meta: dict[str, Any]) -> str:
 
 
 def result_stem(info: dict[str, Any], threads: int) -> str:
-    """Like `bortzoo.bench.result_stem`: stamped with CPU, threads and versions so machines never collide."""
+    """Like `bortzoo.serve.bench.result_stem`: stamped with CPU, threads and versions so machines never collide."""
     return (f"train-step-{slug(info['cpu']) or 'unknown-cpu'}-t{threads}"
             f"-torch{slug(info['torch'], keep='.')}-lightning{slug(info['lightning'], keep='.')}")
 

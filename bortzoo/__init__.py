@@ -9,14 +9,14 @@ __all__ = ["Arch", "BortzooError", "PRESETS", "get_arch", "load", "optimize", "s
 
 
 def __getattr__(name: str):
-    """`bortzoo.load` (`bortzoo.zoo.load`) and `bortzoo.optimize` (`bortzoo.cpu_inference.optimize`),
+    """`bortzoo.load` (`bortzoo.zoo.load`) and `bortzoo.optimize` (`bortzoo.serve.optimize.optimize`),
     imported on first use: both pull in torch and transformers."""
     if name == "load":
         from bortzoo.zoo import load
 
         return load
     if name == "optimize":
-        from bortzoo.cpu_inference import optimize
+        from bortzoo.serve.optimize import optimize
 
         return optimize
     raise AttributeError(f"module 'bortzoo' has no attribute {name!r}")

@@ -103,7 +103,7 @@ def write_random_masked_lm(folder: str | os.PathLike, arch, seed: int = 0, token
     import torch
     from transformers import BertForMaskedLM
 
-    from bortzoo.tokenizer import TINY_TOKENIZER_DIR
+    from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,6 @@ def write_bort_release_layout(folder: str | os.PathLike, seed: int = 0, tokenize
     weight in float16 (`hf_bort_model.half()` before saving). The offline stand-in for the real checkpoint
     wherever its dtype, shape or head matters."""
     import torch
-
     from safetensors.torch import load_file, save_file
 
     from bortzoo.arch import get_arch

@@ -56,8 +56,12 @@ def resolve(ref: str | os.PathLike, revision: Optional[str] = None, need_config:
 def _download(repo_id: str, revision: Optional[str]) -> str:
     """Snapshot the files needed to load `repo_id`; offline, fall back to the local cache."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         patterns = META_PATTERNS + _weight_patterns(repo_id, revision)
@@ -70,12 +74,12 @@ def _download(repo_id: str, revision: Optional[str]) -> str:
                            f"and no local folder of that name") from None
     except RevisionNotFoundError:
         raise BortzooError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None
-    except _NetworkErrors:
+    except NETWORK_ERRORS:
         pass
     try:  # unreachable or HF_HUB_OFFLINE=1: use what an earlier run cached
         return snapshot_download(repo_id, revision=revision, local_files_only=True,
                                  allow_patterns=META_PATTERNS + SAFETENSORS_PATTERNS + TORCH_BIN_PATTERNS)
-    except (LocalEntryNotFoundError, *_NetworkErrors):
+    except (LocalEntryNotFoundError, *NETWORK_ERRORS):
         offline = " (HF_HUB_OFFLINE is set)" if _offline() else ""
         raise BortzooError(
             f"cannot load {repo_id!r}: it is not a local folder, the Hub is unreachable{offline}, and it is not "
@@ -113,7 +117,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-_NetworkErrors = _network_errors()
+NETWORK_ERRORS = _network_errors()
 
 
 def check_folder(path: Path, origin: Optional[str] = None) -> Path:

@@ -27,6 +27,7 @@ PACKAGE = Path(__file__).resolve().parent
 # The folder that holds the package: the repository in a checkout, site-packages in an install. Recipes name the
 # package's files relative to it (bortzoo/assets/...).
 PROJECT_ROOT = PACKAGE.parent
+ASSETS = PACKAGE / "assets"  # the tiny corpus, tokenizer and task fixtures the project generates
 RECIPES = "recipes"
 MODEL_CARDS = "model_cards"
 RECIPE_SUFFIXES = (".yaml", ".yml")

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
 
 # kind → what `load` returns: the bare encoder, a masked-LM, a task model, or a search candidate (masked-LM).
 KINDS = ("encoder", "masked-lm", "task", "candidate")

@@ -4,7 +4,9 @@ The page itself lives in the package (`bortzoo.demo.app`) so that `bortzoo demo`
 this file only starts it. Options are those of `bortzoo demo --help`.
 """
 
-from bortzoo.demo.app import main
+import sys
+
+from bortzoo.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(["demo", *sys.argv[1:]])

@@ -11,7 +11,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 import pytest  # noqa: E402
 
 from bortzoo.arch import Arch  # noqa: E402
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR  # noqa: E402
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CORPUS = REPO / "bortzoo" / "assets" / "tiny-corpus.txt"
@@ -54,7 +54,7 @@ def recipe_copy(recipe: Path, tmp: Path, **overrides) -> Path:
     `overrides` (``trainer.max_epochs=2``) replace values."""
     import yaml
 
-    from bortzoo.seeds import move_paths
+    from bortzoo.seed_sweep import move_paths
 
     config = move_paths(yaml.safe_load(Path(recipe).read_text()), "runs", str(tmp / "runs"))
     for dotted, value in overrides.items():

@@ -10,7 +10,7 @@ import contextlib
 import socket
 from pathlib import Path
 
-from bortzoo.data.fixtures import TINY_TASKS_DIR
+from bortzoo.data.tiny_tasks import TINY_TASKS_DIR
 from bortzoo.demo.settings import build_settings
 
 TASKS = ("sst2", "rte", "stsb", "race-all")

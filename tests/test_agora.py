@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bortzoo.agora.data import check_task, split_dev
+from bortzoo.agora.dev_split import check_task, split_dev
 from bortzoo.agora.examples import collect_mistakes, generate_examples, label_with
 from bortzoo.agora.loop import prune
 from bortzoo.agora.transforms import TokenEdit, Transform
 from bortzoo.agora.trials import apply_overrides, expand_sets, trial_config
 from bortzoo.cli import main
-from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "recipes" / "agora" / "rte-bort-tiny.yaml"
@@ -168,7 +168,7 @@ def test_pruning_follows_the_documented_rule_and_ends(tiny_run):
 def test_held_out_rows_never_enter_training(tiny_run):
     """By id and by text: every iteration's training rows are the original training rows plus new rows whose
     sources are Agora-dev mistakes; no held-out row (nor its text) is among them."""
-    from bortzoo.data.task_data import load_split
+    from bortzoo.data.rows import load_split
 
     spec, fixtures = get_task("rte"), str(REPO / "bortzoo/assets/tiny-tasks/glue")
     out = tiny_run["out"]
@@ -196,7 +196,7 @@ def test_held_out_rows_never_enter_training(tiny_run):
 
 
 def test_outputs_report_both_parts_and_are_publishable(tiny_run):
-    from bortzoo.runs import read_run
+    from bortzoo.publish.run_folder import read_run
 
     out = tiny_run["out"]
     report = json.loads((out / "agora.json").read_text())

@@ -4,11 +4,11 @@ import copy
 from collections import Counter
 
 import pytest
+from conftest import TINY_ARCH
 
 from bortzoo.agora import transforms as tr
 from bortzoo.agora.transforms import TRANSFORMS, MaskedLMReplace, TokenEdit, Transform, get_transform
 from bortzoo.errors import BortzooError
-from conftest import TINY_ARCH
 
 LONG = "the green dog carries a bright library after the rain while the heavy teacher paints a mountain at night"
 RTE_ROWS = [

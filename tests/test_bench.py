@@ -1,4 +1,4 @@
-"""bortzoo.bench: rows, ratios, files and validation on tiny random models (no timing assertions)."""
+"""bortzoo.serve.bench: rows, ratios, files and validation on tiny random models (no timing assertions)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.bench import (
+from bortzoo.errors import BortzooError
+from bortzoo.serve.bench import (
     RANDOM_WEIGHTS_NOTE,
     bench,
     format_ratios,
@@ -25,10 +26,9 @@ from bortzoo.bench import (
     summarise,
     time_interleaved,
 )
-from bortzoo.errors import BortzooError
 
 # The module itself (a package __init__ re-exporting the `bench` function would shadow the attribute).
-bench_mod = importlib.import_module("bortzoo.bench")
+bench_mod = importlib.import_module("bortzoo.serve.bench")
 
 SMALL = Arch(1, 2, 32, 64, vocab_size=100, max_positions=64)
 LARGER = Arch(2, 2, 64, 128, vocab_size=100, max_positions=64)

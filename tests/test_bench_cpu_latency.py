@@ -12,10 +12,10 @@ import os
 
 import pytest
 import torch
+from conftest import load_bench_script
 
 from bortzoo.arch import get_arch
-from bortzoo.bench import build_model, make_inputs
-from conftest import load_bench_script
+from bortzoo.serve.bench import build_model, make_inputs
 
 TINY = "2,2,64,128"  # RoBERTa vocabulary: a realistic embedding, still a fast export
 
@@ -333,9 +333,10 @@ def test_guard_targets_pass_miss_and_not_measured():
 
 
 def test_main_runs_the_guard_on_a_fine_tuned_folder(tmp_path, capsys):
-    from bortzoo.data.fixtures import dataset_folder
-    from bortzoo.data.tasks import get_task
     from test_hf_task import save_task_folder, tiny
+
+    from bortzoo.data.tiny_tasks import dataset_folder
+    from bortzoo.tasks import get_task
 
     folder = save_task_folder(tiny("sst2", "bort"), tmp_path / "sst2")
     result = cl.main(tiny_args("--seq", "8", "--engines", "bortzoo-int8-bort", "--out", "none",

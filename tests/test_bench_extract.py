@@ -8,13 +8,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
-
-from bortzoo.bench import alternating_orders
 from conftest import load_bench_script
+
+from bortzoo.serve.bench import alternating_orders
 
 REPO = Path(__file__).resolve().parent.parent
 STUDENT, TEACHER = "1,2,32,64", "1,2,64,128"

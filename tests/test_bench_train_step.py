@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-from bortzoo.bench import alternating_orders
-from conftest import load_bench_script
 import torch
+from conftest import load_bench_script
+
+from bortzoo.modules.optim import NO_DECAY
+from bortzoo.serve.bench import alternating_orders
 
 REPO = Path(__file__).resolve().parent.parent
 STUDENT, TEACHER = "1,2,32,64", "1,2,64,128"
@@ -102,8 +102,8 @@ def test_bare_optimizer_matches_student_param_groups(teacher):
     decay, no_decay = optimizer.param_groups
     assert decay["weight_decay"] == student.hparams.weight_decay and no_decay["weight_decay"] == 0.0
     names = {id(p): n for n, p in student.model.named_parameters()}
-    assert all(names[id(p)].endswith(ts.NO_DECAY) for p in no_decay["params"])
-    assert not any(names[id(p)].endswith(ts.NO_DECAY) for p in decay["params"])
+    assert all(names[id(p)].endswith(NO_DECAY) for p in no_decay["params"])
+    assert not any(names[id(p)].endswith(NO_DECAY) for p in decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == sum(1 for _ in student.model.parameters())
 
 

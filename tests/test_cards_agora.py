@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bortzoo.publish import build_folder
-from bortzoo.runs import read_run
+from bortzoo.publish.build import build_folder
+from bortzoo.publish.run_folder import read_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,8 +80,8 @@ def test_the_card_has_an_agora_section_with_both_parts_of_the_final_and_weak_mod
 
 
 def test_the_demo_reads_the_held_out_number_from_the_card(published, report, agora_run, tmp_path):
-    from bortzoo.cards import render
     from bortzoo.demo import accuracy
+    from bortzoo.publish.cards import render
 
     [score] = accuracy.card_scores(published / "README.md", "Bort")
     assert (score.benchmark, score.board, score.metrics) == ("glue", "RTE", ("accuracy",))
@@ -101,7 +101,7 @@ def test_the_demo_reads_the_held_out_number_from_the_card(published, report, ago
 
 
 def test_a_run_without_agora_keeps_the_plain_card(agora_run, tmp_path):
-    from bortzoo.cards import render, task_eval_results
+    from bortzoo.publish.cards import render, task_eval_results
 
     run = read_run(agora_run)
     run.results = {k: v for k, v in run.results.items() if k != "agora"}

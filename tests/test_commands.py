@@ -42,7 +42,7 @@ What happens to a command (the first rule that applies)
      stopped), `./run bench` and bench/ scripts (minutes), `bortzoo publish ... --repo-id` (the Hub), template
      expansions, and tiny recipes named only by their own header (45 tiny recipes of 6-25 s each would take
      minutes; tests/test_recipes.py builds every one, test_finetune & co. run them):
-     - Trainer verbs through `bortzoo.cli.lightning_cli(args, parse_only=True)` with exactly the command's
+     - Trainer verbs through `bortzoo.recipe.lightning_cli(args, parse_only=True)` with exactly the command's
        arguments (`--seeds` taken off first, as `bortzoo fit` does; one parser per process, reused);
      - the other verbs through `bortzoo.cli.main(args)` with jsonargparse's `auto_cli` made parse-only: the
        verb's own parser after the CLI's own rewriting (`--repo-id`, bare flags, lists);
@@ -75,14 +75,13 @@ from typing import Optional
 
 import pytest
 import yaml
-
 from conftest import REPO, load_bench_script, recipe_copy
 
 README = REPO / "README.md"
 RUN_SCRIPT = REPO / "run"
-DOCSTRING_FILES = ["demo/app.py", "bortzoo/demo/app.py", "bortzoo/bench.py", "bortzoo/export.py",
+DOCSTRING_FILES = ["demo/app.py", "bortzoo/demo/app.py", "bortzoo/serve/bench.py", "bortzoo/export.py",
                    "bortzoo/extract/search.py", "bortzoo/extract/report.py", "bortzoo/agora/loop.py",
-                   "bortzoo/publish.py", "bortzoo/zoo.py"]
+                   "bortzoo/publish/upload.py", "bortzoo/zoo.py"]
 
 TRAINER_VERBS = ("fit", "validate", "test", "predict")
 RECIPE_VERBS = (*TRAINER_VERBS, "agora", "extract")
@@ -724,7 +723,7 @@ def trainer_parse(workspace: Workspace, args: list[str]):
 
 
 def _trainer_parse(workspace: Workspace, args: list[str]):
-    from bortzoo.cli import lightning_cli
+    from bortzoo.recipe import lightning_cli
 
     err = io.StringIO()
     with in_repo(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -908,7 +907,7 @@ def check(workspace: Workspace, command: Command) -> str:
         replace = check_paths(workspace, command, copied)
         args = [replace.get(a, a) for a in command.argv]
         if command.kind == "bortzoo" and command.verb in TRAINER_VERBS:
-            from bortzoo.seeds import pop_seeds
+            from bortzoo.seed_sweep import pop_seeds
 
             rest, _ = pop_seeds(args[1:])
             config = trainer_parse(workspace, [args[0], *rest])
@@ -1006,7 +1005,7 @@ MISTAKES = [
     ("./run train", "has no job"),
     ("bortzoo publish RUN --repo-id you/x", "no stand-in"),
     ("bench/cpu_latency.py --guard-tasks sst2", "does not parse"),
-    ("python -m bortzoo.superglue_submission runs/finetune/superglue/submission-bort --completely", "does not parse"),
+    ("python -m bortzoo.tasks.superglue_leaderboard runs/finetune/superglue/submission-bort --completely", "does not parse"),
     ("bortzoo publish --optimised", "no option"),
 ]
 

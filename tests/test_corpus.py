@@ -4,13 +4,13 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_CORPUS
 
 from bortzoo.data.corpus import Corpus, pack_blocks
 from bortzoo.data.sources import Source, as_sources
 from bortzoo.data.stream import BlockStream
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
 from bortzoo.errors import BortzooError
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR
-from conftest import TINY_CORPUS
 
 LINES = TINY_CORPUS.read_text().splitlines()
 

@@ -1,4 +1,4 @@
-"""bortzoo.cpu_inference (bortzoo.optimize): int8 linears and bf16 attention agree with fp32, keep the original intact, and refuse what they cannot do."""
+"""bortzoo.serve.optimize (bortzoo.optimize): int8 linears and bf16 attention agree with fp32, keep the original intact, and refuse what they cannot do."""
 
 import copy
 import io
@@ -11,10 +11,10 @@ from transformers import BertForSequenceClassification, BertModel
 from transformers.models.bert.modeling_bert import BertSelfAttention
 
 from bortzoo.errors import BortzooError
-from bortzoo import cpu as cpu_mod
-from bortzoo import cpu_inference as opt_mod
-from bortzoo import int8 as int8_mod
-from bortzoo.cpu_inference import GuardReport, QuantizedLinear, guard, int8_backend, optimize
+from bortzoo.serve import cpu as cpu_mod
+from bortzoo.serve import int8 as int8_mod
+from bortzoo.serve import optimize as opt_mod
+from bortzoo.serve.optimize import GuardReport, QuantizedLinear, guard, int8_backend, optimize
 from tests.conftest import TINY_ARCH
 
 pytestmark = pytest.mark.cpu_sensitive  # int8 and bf16 kernels: CI runs this file again under AVX2 emulation

@@ -6,15 +6,15 @@ import threading
 
 import pytest
 import torch
-
 from demo_support import GLUE_FIXTURES, demo_settings
-from bortzoo.data.tasks import get_task
+
 from bortzoo.demo import accuracy, latency
 from bortzoo.demo.handlers import Handlers
-from bortzoo.demo.models import FAILED, MISSING, READY, Loaded, ModelPool, load_checkpoint
+from bortzoo.demo.models import FAILED, MISSING, READY, ModelPool, load_checkpoint
 from bortzoo.demo.predict import encode, run_model, task_row
 from bortzoo.demo.settings import build_settings, parse_assignments, zoo_checkpoints
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import time
 import urllib.request
 
 import pytest
-
 from demo_support import demo_settings, free_port, running_demo
+
 from bortzoo.demo.handlers import Handlers
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ import struct
 from pathlib import Path
 
 import pytest
+from demo_support import demo_settings, running_demo
 
 from bortzoo.demo.handlers import Handlers
 from bortzoo.demo.latency import angled
-from demo_support import demo_settings, running_demo
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bortzoo.distill import distillation_loss
+from bortzoo.modules.distill import distillation_loss
 
 
 def softmax(values, temperature=1.0):
@@ -56,7 +56,7 @@ def test_vocabulary_mismatch_is_named():
 
 
 def test_topk_loss_with_the_whole_vocabulary_equals_the_full_loss():
-    from bortzoo.distill import topk_distillation_loss
+    from bortzoo.modules.distill import topk_distillation_loss
 
     student, teacher, labels = torch.tensor(STUDENT), torch.tensor(TEACHER), torch.tensor(LABELS)
     values, indices = teacher.topk(4, dim=-1)  # k = V = 4, in another order than the vocabulary

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_CORPUS, make_bort_layout
 
 from bortzoo.arch import Arch, get_arch
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
 from bortzoo.errors import BortzooError
 from bortzoo.extract.report import report
 from bortzoo.extract.scoring import Measures
 from bortzoo.extract.search import CandidateLock, Space, extract, plan_partitions
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR
-from conftest import TINY_CORPUS, make_bort_layout
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RECIPE = REPO / "recipes" / "extract" / "bort-tiny.yaml"

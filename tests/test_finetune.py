@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import recipe_copy
 
 from bortzoo.cli import main
-from bortzoo.data.tasks import NLI3, get_task
-from bortzoo.seeds import pop_seeds
-from bortzoo.submission import glue_files
-from conftest import recipe_copy
+from bortzoo.seed_sweep import pop_seeds
+from bortzoo.tasks import get_task
+from bortzoo.tasks.glue import NLI3
+from bortzoo.tasks.leaderboard import glue_files
 
 REPO = Path(__file__).resolve().parent.parent
 FINETUNE = REPO / "recipes" / "finetune"
@@ -177,7 +178,7 @@ def test_mnli_predict_writes_matched_mismatched_and_ax(tmp_path):
 
 
 def test_stsb_submission_scores_are_clipped_with_three_decimals(tmp_path):
-    from bortzoo.submission import write_split_file
+    from bortzoo.tasks.leaderboard import write_split_file
 
     path = write_split_file(get_task("stsb"), "STS-B", [2, 0, 1], [5.7, -0.2, 2.34567], tmp_path)
     assert read_tsv(path) == [["index", "prediction"], ["0", "0.000"], ["1", "2.346"], ["2", "5.000"]]
@@ -188,7 +189,7 @@ def test_stsb_submission_refuses_a_score_that_is_not_finite(tmp_path, score):
     # A diverged regression head must not leave "nan" (or a clipped infinity) in a file the server would reject
     # or score as a real prediction.
     from bortzoo.errors import BortzooError
-    from bortzoo.submission import write_split_file
+    from bortzoo.tasks.leaderboard import write_split_file
 
     with pytest.raises(BortzooError, match=r"STS-B, index 1: score (nan|inf) is not a finite number"):
         write_split_file(get_task("stsb"), "STS-B", [0, 1], [1.0, score], tmp_path)
@@ -204,8 +205,8 @@ JIANT_GLUE_LABELS = {"CoLA": ("0", "1"), "SST-2": ("0", "1"), "MRPC": ("0", "1")
 
 
 def test_glue_label_strings_are_jiants(tmp_path):
-    from bortzoo.data.tasks import tasks_of
-    from bortzoo.submission import write_split_file
+    from bortzoo.tasks import tasks_of
+    from bortzoo.tasks.leaderboard import write_split_file
 
     assert NLI3 == ("entailment", "neutral", "contradiction")
     written = {}
@@ -223,7 +224,7 @@ def test_glue_label_strings_are_jiants(tmp_path):
 
 def test_submission_rejects_a_short_prediction_set(tmp_path):
     from bortzoo.errors import BortzooError
-    from bortzoo.submission import write_split_file
+    from bortzoo.tasks.leaderboard import write_split_file
 
     with pytest.raises(BortzooError, match="2 predictions for 3 test rows"):
         write_split_file(get_task("cola"), "CoLA", [0, 1], [1, 0], tmp_path, expected_rows=3)

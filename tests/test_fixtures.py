@@ -8,9 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from bortzoo.data.fixtures import TINY_TASKS_DIR, dataset_folder, main
-from bortzoo.data.superglue import SUPERGLUE_TASKS
-from bortzoo.data.tasks import GLUE_TASKS, RACE_LETTERS, RACE_TASKS, get_task, race_pairs
+from bortzoo.data.tiny_tasks import TINY_TASKS_DIR, dataset_folder, main
+from bortzoo.tasks import get_task
+from bortzoo.tasks.glue import GLUE_TASKS
+from bortzoo.tasks.race import RACE_LETTERS, RACE_TASKS, race_pairs
+from bortzoo.tasks.superglue import SUPERGLUE_TASKS
 
 SPLITS = {  # as on the Hub (nyu-mll/glue, aps/super_glue, ehovy/race)
     **{name: ["train", "validation", "test"]
@@ -83,7 +85,7 @@ def test_layout_is_the_hubs():
                 assert entry["path"] == f"{config['config_name']}/{entry['split']}-*"
                 matches = sorted(folder.glob(entry["path"]))
                 assert [m.name for m in matches] == [f"{entry['split']}-00000-of-00001.parquet"]
-        assert "synthetic" in card.lower() and "bortzoo.data.fixtures" in card
+        assert "synthetic" in card.lower() and "bortzoo.data.tiny_tasks" in card
     assert sum(p.stat().st_size for p in TINY_TASKS_DIR.rglob("*") if p.is_file()) < 600_000
 
 

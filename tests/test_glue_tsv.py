@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from bortzoo.data.fixtures import TINY_TASKS_DIR, glue_splits
-from bortzoo.data.glue_tsv import LAYOUTS, hub_features, read_glue_tsv, task_folder
-from bortzoo.data.task_data import load_split
-from bortzoo.data.tasks import NLI2, NLI3, get_task, tasks_of
-from bortzoo.errors import BortzooError
 from conftest import recipe_copy
+
+from bortzoo.data.glue_tsv import LAYOUTS, hub_features, read_glue_tsv, task_folder
+from bortzoo.data.rows import load_split
+from bortzoo.data.tiny_tasks import TINY_TASKS_DIR, glue_splits
+from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task, tasks_of
+from bortzoo.tasks.glue import NLI2, NLI3
 
 REPO = Path(__file__).resolve().parent.parent
 HUB_GLUE = str(TINY_TASKS_DIR / "glue")

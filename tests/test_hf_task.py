@@ -1,4 +1,4 @@
-"""bortzoo.hf_task: a TaskModel as BertForSequenceClassification / BertForMultipleChoice, and back.
+"""bortzoo.convert: a TaskModel as BertForSequenceClassification / BertForMultipleChoice, and back.
 
 Tiny random <2,2,32,64> encoders with their head weights perturbed far from their init (so a wrong or
 missing mapping changes the outputs), the project's tiny RoBERTa-style tokenizer, and folders in tmp_path.
@@ -8,19 +8,25 @@ import json
 
 import pytest
 import torch
-from transformers import (AutoModelForMultipleChoice, AutoModelForSequenceClassification, AutoTokenizer,
-                          BertConfig, BertForMultipleChoice, BertForSequenceClassification, RobertaConfig,
-                          RobertaForSequenceClassification)
+from conftest import TINY_ARCH
+from transformers import (
+    AutoModelForMultipleChoice,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForMultipleChoice,
+    BertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
 
-from bortzoo.data.task_data import Template
-from bortzoo.data.tasks import get_task
+from bortzoo.convert import hf_task_config, save_tokenizer, to_hf
+from bortzoo.data.encoding import Template
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
 from bortzoo.errors import BortzooError
-from bortzoo.hf_task import hf_task_config, save_tokenizer, to_hf
 from bortzoo.hub import load_tokenizer
 from bortzoo.modules import TaskModel
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR
-
-from conftest import TINY_ARCH
+from bortzoo.tasks import get_task
 
 KINDS = [("rte", 2), ("mnli", 3), ("stsb", 1), ("race-all", 1)]
 HEADS = ["bort", "pooler"]
@@ -213,7 +219,7 @@ def test_same_task_with_its_labels_in_another_order_is_an_error(tmp_path):
 
 def test_head_restores_from_a_pytorch_bin_folder(tmp_path):
     """Older task folders hold pytorch_model.bin; its head is read weights-only, like the encoder."""
-    from bortzoo.hf_task import to_hf
+    from bortzoo.convert import to_hf
 
     model = tiny("rte", "bort").eval()
     folder = tmp_path / "bin"

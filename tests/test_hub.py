@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_ARCH, make_bort_layout
 
 from bortzoo.errors import BortzooError
 from bortzoo.hub import is_hub_id, load_config, load_masked_lm, load_tokenizer, resolve
-from conftest import TINY_ARCH, make_bort_layout
 
 
 def test_bort_layout_loads_model_and_roberta_tokenizer(bort_layout_dir):
@@ -106,9 +106,8 @@ def test_unreachable_hub_falls_back_to_the_cache_then_one_clear_error(tmp_path, 
     """Online mode with nothing listening (huggingface_hub 2 raises httpx2 errors, which are not OSErrors)."""
     import socket
 
-    from huggingface_hub import constants
-
     from hub_server import hub_env
+    from huggingface_hub import constants
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -4,10 +4,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from hub_server import FakeHub, git_blob_oid, hub_env
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
-
-from hub_server import FakeHub, git_blob_oid, hub_env
 
 REPO_ID = "tester/tiny-model"
 

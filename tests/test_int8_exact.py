@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from transformers import BertModel
 
-from bortzoo import cpu
-from bortzoo import cpu_inference as opt_mod
-from bortzoo import int8 as int8_mod
 from bortzoo.errors import BortzooError
-from bortzoo.int8 import Int8Arithmetic, QuantizedLinear
+from bortzoo.serve import cpu
+from bortzoo.serve import int8 as int8_mod
+from bortzoo.serve import optimize as opt_mod
+from bortzoo.serve.int8 import Int8Arithmetic, QuantizedLinear
 from tests.conftest import TINY_ARCH
 
 pytestmark = pytest.mark.cpu_sensitive

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bortzoo.data.task_data import load_split
-from bortzoo.data.tasks import get_task
+from bortzoo.data.rows import load_split
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_GLUE = REPO / "bortzoo" / "assets" / "tiny-tasks" / "glue"

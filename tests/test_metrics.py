@@ -6,10 +6,17 @@ import math
 import pytest
 import torch
 
-from bortzoo.data.tasks import TASKS, get_task
 from bortzoo.errors import BortzooError
-from bortzoo.metrics import (METRIC_NAMES, benchmark_score, format_metrics, make_metric, split_score,
-                             task_metrics, to_percent)
+from bortzoo.tasks import TASKS, get_task
+from bortzoo.tasks.metrics import (
+    METRIC_NAMES,
+    benchmark_score,
+    format_metrics,
+    make_metric,
+    split_score,
+    task_metrics,
+    to_percent,
+)
 
 
 def computed(metric, preds, target) -> float:
@@ -223,8 +230,8 @@ def test_format_metrics_as_percentages_with_one_decimal():
 
 def test_every_metric_has_one_model_card_type():
     """Cards write each metric under a model-index type and the demo maps the types back: one type per name."""
-    from bortzoo.cards import HUB_METRICS
-    from bortzoo.metrics import METRIC_NAMES
+    from bortzoo.publish.cards import HUB_METRICS
+    from bortzoo.tasks.metrics import METRIC_NAMES
 
     assert set(METRIC_NAMES) <= set(HUB_METRICS)
     assert len(set(HUB_METRICS.values())) == len(HUB_METRICS)

@@ -3,15 +3,15 @@
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_ARCH, TINY_CORPUS, make_bort_layout
 
 from bortzoo.arch import PRESETS
 from bortzoo.data.corpus import Corpus, Source
-from bortzoo.distill import distillation_loss
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
 from bortzoo.errors import BortzooError
 from bortzoo.modules import Student, Teacher
+from bortzoo.modules.distill import distillation_loss
 from bortzoo.modules.mlm import masked_logits
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR
-from conftest import TINY_ARCH, TINY_CORPUS, make_bort_layout
 
 
 def test_bort_student_has_the_released_shape():

@@ -11,12 +11,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from bortzoo import resources
 from bortzoo.cli import main
 from bortzoo.errors import BortzooError
 from bortzoo.resources import config_args, project_path, recipe_file, recipe_names, resolve_recipe
-from conftest import REPO
 
 REPO_RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
 CARD_KINDS = ("task", "pretrained", "candidate")
@@ -47,7 +47,7 @@ def test_every_packaged_recipe_is_the_repository_file():
 
 
 def test_card_templates_come_from_the_package():
-    import bortzoo.cards as cards
+    import bortzoo.publish.cards as cards
 
     assert not hasattr(cards, "TEMPLATES")  # one lookup: bortzoo.resources.card_template
     assert cards.card_template is resources.card_template
@@ -86,7 +86,7 @@ def test_config_takes_a_name_a_name_with_yaml_and_a_path(tmp_path, monkeypatch):
 
 
 def test_a_trainer_verb_parses_a_recipe_by_name(tmp_path, monkeypatch):
-    from bortzoo.cli import lightning_cli
+    from bortzoo.recipe import lightning_cli
 
     monkeypatch.chdir(tmp_path)
     cli = lightning_cli(["--config", "finetune/glue/sst2-bort-tiny"], run=False, parse_only=True)
@@ -207,7 +207,7 @@ def test_the_wheel_holds_the_recipes_and_card_templates(wheel, tmp_path):
     # the installed layout (real folders, no links) is what bortzoo.resources and cards read, from any folder
     site = tmp_path / "site"
     assert not (site / "bortzoo" / "recipes").is_symlink()
-    code = ("import bortzoo, bortzoo.cards as c, bortzoo.resources as r; "
+    code = ("import bortzoo, bortzoo.publish.cards as c, bortzoo.resources as r; "
             "print(bortzoo.__file__); print(r.card_template('task')); "
             "print(r.resolve_recipe('finetune/glue/sst2-bort-tiny')); print(r.project_path('bortzoo/assets/tiny-tokenizer')); "
             "print(c.REPO_ROOT); print(len(r.recipe_names()))")

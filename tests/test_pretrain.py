@@ -15,12 +15,12 @@ import torch
 
 from bortzoo.arch import Arch
 from bortzoo.data.corpus import Corpus, Source
-from bortzoo.data.synthetic import CAPITALS
-from bortzoo.distill import distillation_loss
+from bortzoo.data.tiny_corpus import CAPITALS
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
 from bortzoo.export import ExportTransformers
 from bortzoo.modules import Student, Teacher
+from bortzoo.modules.distill import distillation_loss
 from bortzoo.modules.mlm import masked_logits
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR
 
 pytestmark = pytest.mark.slow
 

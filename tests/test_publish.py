@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TINY_CORPUS, make_bort_layout, recipe_copy
+from hub_server import FakeHub, hub_env
 
 from bortzoo.cli import main
 from bortzoo.errors import BortzooError
-from bortzoo.publish import build_folder, publish
-from bortzoo.runs import read_run
-from bortzoo.seeds import move_paths
-from conftest import TINY_CORPUS, make_bort_layout, recipe_copy
-from hub_server import FakeHub, hub_env
+from bortzoo.publish.build import build_folder
+from bortzoo.publish.run_folder import read_run
+from bortzoo.publish.upload import publish
+from bortzoo.seed_sweep import move_paths
 
 REPO = Path(__file__).resolve().parent.parent
 TASK_FILES = {"README.md", "config.json", "model.safetensors", "recipe.yaml", "results.json", "tokenizer.json",
@@ -68,8 +69,8 @@ def pretrain_run(tmp_path_factory, in_repo) -> Path:
 
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory) -> Path:
+    from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
     from bortzoo.extract.search import Latency, Space, extract
-    from bortzoo.tokenizer import TINY_TOKENIZER_DIR
 
     tmp = tmp_path_factory.mktemp("search")
     teacher = make_bort_layout(tmp / "teacher", seed=3)
@@ -99,7 +100,7 @@ def test_task_folder_loads_with_transformers_bortzoo_and_taskmodel(task_run, tmp
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     import bortzoo
-    from bortzoo.data.task_data import Template
+    from bortzoo.data.encoding import Template
     from bortzoo.modules import TaskModel
 
     run = read_run(task_run)
@@ -272,7 +273,7 @@ def test_a_failed_build_keeps_the_previous_folder(task_run, tmp_path, monkeypatc
     run = read_run(task_run)
     folder = build_folder(run, tmp_path / "hub")
     before = digest(folder)
-    monkeypatch.setattr("bortzoo.cards.render", lambda *a, **k: (_ for _ in ()).throw(BortzooError("boom")))
+    monkeypatch.setattr("bortzoo.publish.cards.render", lambda *a, **k: (_ for _ in ()).throw(BortzooError("boom")))
     with pytest.raises(BortzooError, match="boom"):
         build_folder(run, tmp_path / "hub")
     assert digest(folder) == before and [p.name for p in tmp_path.iterdir()] == ["hub"]
@@ -280,8 +281,8 @@ def test_a_failed_build_keeps_the_previous_folder(task_run, tmp_path, monkeypatc
 
 # -- latency in the card -------------------------------------------------------------------------------
 def test_latency_comes_from_a_bench_file_with_its_hardware(task_run, tmp_path):
-    from bortzoo.bench import bench
-    from bortzoo.publish import resolve_latency
+    from bortzoo.publish.build import resolve_latency
+    from bortzoo.serve.bench import bench
 
     run = read_run(task_run)
     bench(models=[run.arch], batch=1, seq=32, threads=1, warmup=1, repeats=3, out=str(tmp_path / "bench"),
@@ -300,7 +301,7 @@ def test_latency_comes_from_a_bench_file_with_its_hardware(task_run, tmp_path):
 
 @pytest.mark.slow
 def test_auto_latency_measures_once_beside_bert_large_and_then_reuses(task_run, tmp_path, capsys):
-    from bortzoo.publish import resolve_latency
+    from bortzoo.publish.build import resolve_latency
 
     copy = tmp_path / "run"
     shutil.copytree(task_run, copy)
@@ -332,7 +333,7 @@ def without_fast_section(text: str) -> str:
 
 
 def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run, tmp_path, monkeypatch, capsys):
-    import bortzoo.task_guard
+    import bortzoo.serve.task_guard
 
     plain = build_folder(read_run(task_run), tmp_path / "plain", repo_id="tester/rte-tiny", latency=None)
     main(["publish", str(task_run), "--repo-id", "tester/rte-tiny", "--dry-run", "--optimized",
@@ -369,13 +370,13 @@ def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run,
         k: v for k, v in before.items() if k != "README.md"}
 
     calls = []
-    original = bortzoo.task_guard.task_guard
+    original = bortzoo.serve.task_guard.task_guard
 
     def spy(model, task, **kwargs):
         calls.append((model, task, kwargs))
         return original(model, task, **kwargs)
 
-    monkeypatch.setattr(bortzoo.task_guard, "task_guard", spy)
+    monkeypatch.setattr(bortzoo.serve.task_guard, "task_guard", spy)
     result = publish(str(task_run), repo_id="tester/rte-tiny", dry_run=True, optimized=True, optimized_examples=40,
                      latency="none", out=str(tmp_path / "again"))
     assert calls == [(str(tmp_path / "again"), "rte", {"data_dir": "bortzoo/assets/tiny-tasks/glue", "examples": 40,
@@ -395,7 +396,7 @@ def test_a_regression_card_quotes_the_metric_without_agreement(stsb_run, tmp_pat
     assert (f"On the first 30 rows of STS-B validation (a regression task: there are no predicted classes to agree "
             f"on), score (mean of pearson and spearman) {guard['metric_fp32']:.2f} (fp32) vs "
             f"{guard['metric_optimized']:.2f} (int8), change {guard['metric_change']:+.2f} points.") in text
-    from bortzoo.cards import fast_cpu_section
+    from bortzoo.publish.cards import fast_cpu_section
 
     assert info["examples_requested"] == 30
     whole_split = fast_cpu_section({**info, "examples_requested": 1000}, "tester/stsb")  # asked more than it had
@@ -430,7 +431,7 @@ def test_a_failed_accuracy_check_is_one_clear_error_and_keeps_the_built_folder(t
     def fail(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr("bortzoo.task_guard.task_guard", fail)
+    monkeypatch.setattr("bortzoo.serve.task_guard.task_guard", fail)
     with pytest.raises(SystemExit) as exit_info:
         main(["publish", str(task_run), "--dry-run", "--optimized", "--latency", "none", "--out",
               str(tmp_path / "hub")])
@@ -469,7 +470,7 @@ def test_a_run_on_hub_data_measures_on_the_hub_and_offline_says_so_in_one_line(t
 
 
 def test_a_run_whose_local_data_is_not_reachable_from_here_says_so(task_run, tmp_path, monkeypatch):
-    from bortzoo.publish import measure_optimized
+    from bortzoo.publish.build import measure_optimized
 
     run = read_run(task_run)
     folder = build_folder(run, tmp_path / "hub")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_CORPUS, make_bort_layout, recipe_copy
 
 from bortzoo.cli import main
-from bortzoo.publish import build_folder
-from bortzoo.runs import read_run
-from bortzoo.seeds import move_paths
-from conftest import TINY_CORPUS, make_bort_layout, recipe_copy
+from bortzoo.publish.build import build_folder
+from bortzoo.publish.run_folder import read_run
+from bortzoo.seed_sweep import move_paths
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "alice"  # every local folder of these runs has it in its path (a user's name, say): it must never ship
@@ -220,8 +220,8 @@ def test_recipe_yaml_keeps_what_re_running_needs_with_placeholders_for_local_pat
 def test_repo_relative_recipe_paths_and_hub_ids_stay(ckpt_run, tmp_path):
     """A recipe naming the project's assets (relative to the repository) and Hub ids keeps them; the card still
     says neither path."""
-    from bortzoo.cards import render
-    from bortzoo.publish import _write_recipe
+    from bortzoo.publish.build import _write_recipe
+    from bortzoo.publish.cards import render
 
     run = read_run(ckpt_run)
     run.config = copy.deepcopy(run.config)
@@ -236,7 +236,7 @@ def test_repo_relative_recipe_paths_and_hub_ids_stay(ckpt_run, tmp_path):
 
 
 def test_the_pretrained_card_names_hub_sources_and_hides_local_ones(pretrain_run, tmp_path):
-    from bortzoo.cards import render
+    from bortzoo.publish.cards import render
 
     run = read_run(pretrain_run)
     card = card_of(build_folder(run, tmp_path / "hub", repo_id="tester/bort"))
@@ -267,7 +267,7 @@ def test_the_candidate_card_names_neither_the_teacher_folder_nor_the_search_fold
 
 
 def test_a_card_without_a_repo_id_shows_a_placeholder_not_a_path(ckpt_run):
-    from bortzoo.cards import render
+    from bortzoo.publish.cards import render
 
     text = render(read_run(ckpt_run), "rte-tiny").text
     assert 'from_pretrained("<org>/rte-tiny")' in text and "path/to" not in text
@@ -296,7 +296,7 @@ def test_an_agora_run_ships_its_reports_without_paths(agora_tiny_run, local, tmp
 
 # -- the one rule ----------------------------------------------------------------------------------------
 def test_public_ref_shows_a_hub_id_as_itself_and_anything_local_in_words(tmp_path, monkeypatch):
-    from bortzoo.cards import public_ref
+    from bortzoo.publish.cards import public_ref
 
     assert public_ref("amazon/bort", "model") == "amazon/bort"
     assert public_ref("amazon/bort", "model", markdown=True) == "`amazon/bort`"

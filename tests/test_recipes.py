@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from bortzoo.cli import lightning_cli
 from conftest import TINY_ARCH
+
+from bortzoo.recipe import lightning_cli
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_ARCH
 
-from bortzoo.data.superglue import COPA_QUESTIONS, fill, record_candidates, record_label
-from bortzoo.data.task_data import PadCollator, TaskData
-from bortzoo.data.tasks import get_task
+from bortzoo.data.encoding import PadCollator
+from bortzoo.data.task_data import TaskData
 from bortzoo.errors import BortzooError
 from bortzoo.modules.task_model import TaskModel, ranking_loss
-from conftest import TINY_ARCH
+from bortzoo.tasks import get_task
+from bortzoo.tasks.superglue import COPA_QUESTIONS, fill, record_candidates, record_label
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import recipe_copy
 
 from bortzoo.cli import main
-from bortzoo.data.fixtures import dataset_folder
-from bortzoo.data.tasks import get_task
-from bortzoo.superglue_submission import SUPERGLUE_ZIP, expected_ids_from, validate_submission
-from conftest import recipe_copy
+from bortzoo.data.tiny_tasks import dataset_folder
+from bortzoo.tasks import get_task
+from bortzoo.tasks.superglue_leaderboard import SUPERGLUE_ZIP, expected_ids_from, validate_submission
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "recipes" / "finetune" / "superglue"

@@ -14,12 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from bortzoo.data.tasks import get_task, tasks_of
 from bortzoo.errors import BortzooError
-from bortzoo.metrics import benchmark_score, make_metric, task_metrics
-from bortzoo.published import SUPERGLUE, SUPERGLUE_SCORE
-from bortzoo.superglue_metrics import (GenderParity, GroupedExactMatch, RecordExactMatch, RecordF1, exact_match,
-                                       max_over_gold, normalize_answer, token_f1)
+from bortzoo.tasks import get_task, tasks_of
+from bortzoo.tasks.metrics import benchmark_score, make_metric, task_metrics
+from bortzoo.tasks.reported import SUPERGLUE, SUPERGLUE_SCORE
+from bortzoo.tasks.superglue_metrics import (
+    GenderParity,
+    GroupedExactMatch,
+    RecordExactMatch,
+    RecordF1,
+    exact_match,
+    max_over_gold,
+    normalize_answer,
+    token_f1,
+)
 
 SUPERGLUE_TASKS = ("boolq", "cb", "copa", "multirc", "record", "superglue-rte", "wic", "wsc", "axb", "axg")
 

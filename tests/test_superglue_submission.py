@@ -8,12 +8,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
-from bortzoo.submission import SubmissionWriter
-from bortzoo.superglue_submission import (SUPERGLUE_FILES, SUPERGLUE_ZIP, allowed_labels, expected_ids_from,
-                                          superglue_records, validate_file, validate_submission, write_jsonl)
-from bortzoo.submission import zip_superglue
+from bortzoo.tasks import get_task
+from bortzoo.tasks.leaderboard import SubmissionWriter, zip_superglue
+from bortzoo.tasks.superglue_leaderboard import (
+    SUPERGLUE_FILES,
+    SUPERGLUE_ZIP,
+    allowed_labels,
+    expected_ids_from,
+    superglue_records,
+    validate_file,
+    validate_submission,
+    write_jsonl,
+)
 
 OFFICIAL = ["BoolQ.jsonl", "CB.jsonl", "COPA.jsonl", "MultiRC.jsonl", "ReCoRD.jsonl", "RTE.jsonl", "WiC.jsonl",
             "WSC.jsonl", "AX-b.jsonl", "AX-g.jsonl"]
@@ -61,7 +68,7 @@ JIANT_LABELS = {"BoolQ": ("false", "true"), "CB": ("entailment", "contradiction"
 
 
 def test_every_column_holds_jiants_label_values():
-    from bortzoo.superglue_submission import board_specs
+    from bortzoo.tasks.superglue_leaderboard import board_specs
 
     assert {board: allowed_labels(spec) for board, spec in board_specs().items()} == JIANT_LABELS
 

@@ -9,12 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bortzoo.data.fixtures import TINY_TASKS_DIR, dataset_folder, glue_features, race_features
-from bortzoo.data.task_data import (PadCollator, TaskData, Template, _longest_first, check_labels, encode_split,
-                                    load_split)
-from bortzoo.data.tasks import CHOICE, RACE_LETTERS, RANKING, REGRESSION, TASKS, get_task, race_pairs
+from bortzoo.data.encoding import PadCollator, Template, _longest_first, encode_split
+from bortzoo.data.rows import check_labels, load_split
+from bortzoo.data.task_data import TaskData
+from bortzoo.data.tiny_tasks import dataset_folder, glue_features, race_features
 from bortzoo.errors import BortzooError
 from bortzoo.hub import load_tokenizer
+from bortzoo.tasks import TASKS, get_task
+from bortzoo.tasks.race import RACE_LETTERS, race_pairs
+from bortzoo.tasks.spec import CHOICE, RANKING, REGRESSION
 
 ROWS = {"train": 384, "validation": 96, "test": 48}  # rows per fixture split, by the split's kind
 

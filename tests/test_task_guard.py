@@ -1,13 +1,13 @@
-"""bortzoo.task_guard: the accuracy guard on a task's dev split, read and scored the way fine-tuning does."""
+"""bortzoo.serve.task_guard: the accuracy guard on a task's dev split, read and scored the way fine-tuning does."""
 
 import pytest
 import torch
-
-from bortzoo.data.fixtures import dataset_folder
-from bortzoo.data.tasks import get_task
-from bortzoo.errors import BortzooError
-from bortzoo.task_guard import task_guard
 from test_hf_task import save_task_folder, tiny
+
+from bortzoo.data.tiny_tasks import dataset_folder
+from bortzoo.errors import BortzooError
+from bortzoo.serve.task_guard import task_guard
+from bortzoo.tasks import get_task
 
 
 def _folder(task, tmp_path, head="bort"):
@@ -17,7 +17,7 @@ def _folder(task, tmp_path, head="bort"):
 @pytest.mark.parametrize("task", ["sst2", "stsb", "race-all"])
 @pytest.mark.cpu_sensitive
 def test_task_guard_scores_fp32_like_a_direct_evaluation_and_compares_int8(task, tmp_path):
-    from bortzoo.metrics import split_score, task_metrics, to_percent
+    from bortzoo.tasks.metrics import split_score, task_metrics, to_percent
     from bortzoo.zoo import load
 
     folder = _folder(task, tmp_path)
@@ -51,7 +51,8 @@ def test_examples_beyond_the_split_take_the_whole_split(tmp_path):
     spec = get_task("rte")
     report = task_guard(str(_folder("rte", tmp_path)), "rte", data_dir=dataset_folder(spec), examples=10_000)
     from datasets import load_dataset  # noqa: F401  (the split's size, read the way TaskData reads it)
-    from bortzoo.data.task_data import load_split
+
+    from bortzoo.data.rows import load_split
 
     assert report.examples == len(load_split(spec, spec.eval_splits("validate")[0].split, dataset_folder(spec)))
 

@@ -10,19 +10,18 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_ARCH, TINY_CORPUS, make_bort_layout
 from safetensors.torch import load_file
 from torch import nn
 
 from bortzoo.arch import Arch
 from bortzoo.data import TaskData
 from bortzoo.data.corpus import Corpus, Source
-from bortzoo.data.tasks import get_task
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR
 from bortzoo.errors import BortzooError
 from bortzoo.modules import Student, TaskModel
-from bortzoo.optim import encoder_depth, param_groups
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR
-
-from conftest import TINY_ARCH, TINY_CORPUS, make_bort_layout
+from bortzoo.modules.optim import encoder_depth, param_groups
+from bortzoo.tasks import get_task
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_GLUE = str(REPO / "bortzoo" / "assets" / "tiny-tasks" / "glue")

@@ -2,10 +2,11 @@
 
 import filecmp
 
-from bortzoo.data.synthetic import paragraphs, write_corpus
-from bortzoo.hub import load_tokenizer
-from bortzoo.tokenizer import TINY_TOKENIZER_DIR, make_tiny_tokenizer
 from conftest import TINY_CORPUS
+
+from bortzoo.data.tiny_corpus import paragraphs, write_corpus
+from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR, make_tiny_tokenizer
+from bortzoo.hub import load_tokenizer
 
 
 def test_shipped_tokenizer_is_what_the_project_generates(tmp_path):

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, TINY_ARCH, make_bort_layout
 
 import bortzoo
 from bortzoo import zoo
 from bortzoo.cli import main as cli_main
-from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
 from bortzoo.zoo import KINDS, REGISTRY, ZooEntry, get_entry, load, markdown_table, register
-
-from conftest import REPO, TINY_ARCH, make_bort_layout
 
 BORT_COMMIT = hashlib.sha1(b"bortzoo test snapshot of amazon/bort").hexdigest()  # 40 hex, like a git commit id
 

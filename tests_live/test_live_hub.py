@@ -27,8 +27,8 @@ def test_publish_to_the_real_hub_and_load_back(tmp_path, monkeypatch):
 
     import bortzoo
     from bortzoo.cli import main
-    from bortzoo.publish import publish
-    from bortzoo.seeds import move_paths
+    from bortzoo.publish.upload import publish
+    from bortzoo.seed_sweep import move_paths
 
     monkeypatch.chdir(REPO)
     config = move_paths(yaml.safe_load((REPO / "recipes/finetune/glue/rte-bort-tiny.yaml").read_text()), "runs",

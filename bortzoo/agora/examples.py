@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import torch
 
-from bortzoo.data.tasks import TaskSpec
 from bortzoo.errors import BortzooError
+from bortzoo.tasks.spec import TaskSpec
 
 
 @dataclass
@@ -45,7 +45,7 @@ def predict_rows(model, spec: TaskSpec, data, encoding: Encoding, device: Option
     """The model's predicted class (or option) for every row of `data` (a Dataset in the task's schema), by id."""
     from torch.utils.data import DataLoader
 
-    from bortzoo.data.task_data import PadCollator, encode_split
+    from bortzoo.data.encoding import PadCollator, encode_split
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)

@@ -31,14 +31,20 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from bortzoo.agora.data import check_task, next_id, select_ids, split_dev, with_rows, write_task_folder
-from bortzoo.agora.examples import (Encoding, collect_mistakes, generate_examples, label_with, load_task_model,
-                                    predict_rows)
+from bortzoo.agora.dev_split import check_task, next_id, select_ids, split_dev, with_rows, write_task_folder
+from bortzoo.agora.examples import (
+    Encoding,
+    collect_mistakes,
+    generate_examples,
+    label_with,
+    load_task_model,
+    predict_rows,
+)
 from bortzoo.agora.transforms import Transform, get_transform
 from bortzoo.agora.trials import apply_overrides, expand_sets, prepare_trial, run_trials, set_name, trial_config
-from bortzoo.data.tasks import get_task
 from bortzoo.errors import BortzooError
 from bortzoo.resources import resolve_recipe
+from bortzoo.tasks import get_task
 
 REPORT_FILE, STATE_FILE, PLOT_FILE = "agora.json", "state.json", "agora.png"
 REPORT_FORMAT = 1
@@ -81,7 +87,7 @@ def score_rows(model, spec, data, encoding: Encoding) -> dict[str, Any]:
     """The task's metrics of `model` on `data` (as `bortzoo validate` would log them) and their score."""
     import torch
 
-    from bortzoo.metrics import split_score, task_metrics
+    from bortzoo.tasks.metrics import split_score, task_metrics
 
     predicted = predict_rows(model, spec, data, encoding)
     ids, labels = data[spec.id_column], data["label"]
@@ -265,7 +271,7 @@ def agora(
     state = State(folder, settings)
 
     # 1. the dev split, cut in two
-    from bortzoo.data.task_data import load_split
+    from bortzoo.data.rows import load_split
 
     train = load_split(spec, spec.train, data_args.get("data_dir"), data_args.get("dataset_revision"))
     if data_args.get("train_limit"):
@@ -396,8 +402,8 @@ def finish(folder: Path, spec, iterations: list[dict], replayed: Optional[dict],
 def publishable_run(folder: Path, report: dict, trial_checkpoint: Path) -> None:
     """OUT as a fine-tune run folder (results.json, config.yaml, checkpoints/best.ckpt) for `bortzoo publish`,
     whose card then reports the held-out score and the Agora summary."""
+    from bortzoo.publish.run_folder import resolved_recipe
     from bortzoo.results import write_json
-    from bortzoo.runs import resolved_recipe
 
     trial_folder = trial_checkpoint.parent.parent
     shutil.copyfile(resolved_recipe(trial_folder), folder / "config.yaml")

@@ -148,7 +148,7 @@ def read_trial(folder: Path) -> Optional[dict]:
 
 def run_trial(folder: Path) -> dict:
     """Fit the trial's recipe (resuming from its last checkpoint when one exists); write `trial.json`."""
-    from bortzoo.cli import lightning_cli
+    from bortzoo.recipe import lightning_cli
 
     folder = Path(folder)
     done = read_trial(folder)

@@ -3,7 +3,7 @@
 Many people hold GLUE as the folder `download_glue_data.py` writes, not as the Hub repo. This module finds a task's
 files in such a folder and reads them into exactly what ``datasets.load_dataset("nyu-mll/glue", config)`` gives:
 the same split names, columns, `idx` (int32) and `label` (the Hub's ClassLabel, or float32 for STS-B; -1 where a
-test file hides it), so everything after `bortzoo.data.task_data.load_split` cannot tell the two apart.
+test file hides it), so everything after `bortzoo.data.rows.load_split` cannot tell the two apart.
 
 The formats follow two references, not memory:
 
@@ -34,8 +34,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from bortzoo.data.tasks import REGRESSION, TaskSpec
 from bortzoo.errors import BortzooError
+from bortzoo.tasks.spec import REGRESSION, TaskSpec
 
 HIDDEN = -1  # the label of a row whose file has no label column (GLUE's test files)
 ENCODING = "utf-8-sig"  # MRPC's train/dev files start with the byte-order mark of msr_paraphrase_train.txt

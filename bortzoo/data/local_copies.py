@@ -15,8 +15,8 @@ from typing import Optional
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from bortzoo.data.tasks import CLASSES, TaskSpec
 from bortzoo.errors import BortzooError
+from bortzoo.tasks.spec import CLASSES, TaskSpec
 
 _BAD_CLASS = re.compile(r"Invalid string class label (.*)$")
 _NO_CONFIG = re.compile(r"BuilderConfig '(.*)' not found")

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from bortzoo.errors import BortzooError
+from bortzoo.errors import BortzooError, first_line
 from bortzoo.resources import project_path
 
 FILE_BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -104,10 +104,10 @@ def load_source(source: Source):
     except BortzooError:
         raise
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
-        raise BortzooError(f"cannot load corpus source {source.describe()}: {_first_line(err)}") from None
+        raise BortzooError(f"cannot load corpus source {source.describe()}: {first_line(err)}") from None
     except Exception as err:  # datasets raises builder-specific errors for files that are not what they claim
         if type(err).__module__.startswith(("datasets", "pyarrow", "json")):
-            raise BortzooError(f"corpus source {source.describe()} could not be read: {_first_line(err)}") from None
+            raise BortzooError(f"corpus source {source.describe()} could not be read: {first_line(err)}") from None
         raise
     columns = data.column_names
     if columns is not None and source.text_column not in columns:
@@ -156,6 +156,3 @@ def _looks_like_hub_id(path: str) -> bool:
     return is_hub_id(path)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]

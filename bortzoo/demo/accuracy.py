@@ -1,7 +1,7 @@
 """The accuracy panel: BERT-large against Bort per leaderboard column, every number labelled by its source.
 
 Three sources, never mixed in one cell:
-- **reported by the authors**: the alexa/bort README's test-server scores (`bortzoo.published`);
+- **reported by the authors**: the alexa/bort README's test-server scores (`bortzoo.tasks.reported`);
 - **measured by a zoo run**: a run's `results.json` (dev, best epoch), or the model-index of a published
   model card found locally (a folder, or the Hugging Face cache: nothing is downloaded for this);
 - **evaluated now**: the demo's "evaluate now" on a sample of the dev split.
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from bortzoo import published
 from bortzoo.demo import SIDES
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import reported as published
 
 REPORTED = "reported by the authors (test server)"
 ZOO_RUN = "measured by a zoo run (dev)"
@@ -65,7 +65,7 @@ def reported_scores() -> list[Score]:
 def results_scores(path: "str | Path", side: str) -> list[Score]:
     """The dev numbers (best epoch) of a fine-tune's `results.json` (a file, or a folder holding one); for an
     Agora run, the held-out part's (its best epoch was scored on the Agora dev part, which fed training)."""
-    from bortzoo.data.tasks import get_task
+    from bortzoo.tasks import get_task
 
     path = Path(path)
     file = path / "results.json" if path.is_dir() else path
@@ -93,7 +93,7 @@ def card_scores(readme: "str | Path", side: str) -> list[Score]:
     from huggingface_hub import metadata_load
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
-    from bortzoo.cards import HUB_METRICS
+    from bortzoo.publish.cards import HUB_METRICS
 
     try:
         metadata = metadata_load(readme) or {}

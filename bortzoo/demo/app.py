@@ -14,9 +14,11 @@ import threading
 from typing import Optional, Union
 
 from bortzoo.demo import SIDES
-from bortzoo.demo.accuracy import BENCHMARKS, HEADERS as ACCURACY_HEADERS
+from bortzoo.demo.accuracy import BENCHMARKS
+from bortzoo.demo.accuracy import HEADERS as ACCURACY_HEADERS
 from bortzoo.demo.handlers import Handlers
-from bortzoo.demo.latency import SEQ_CHOICES, TABLE_HEADERS as LATENCY_HEADERS
+from bortzoo.demo.latency import SEQ_CHOICES
+from bortzoo.demo.latency import TABLE_HEADERS as LATENCY_HEADERS
 from bortzoo.demo.settings import build_settings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -196,10 +198,3 @@ def demo(bert_large: Assignments = None, bort: Assignments = None, data: Assignm
                               threads=threads, max_length=max_length, keep_tasks=keep_tasks,
                               latency_archs=latency_archs)
     launch(Handlers(settings), host=host, port=port or None, concurrency=concurrency, block=True)
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    """`python demo/app.py [options]`: the same as `bortzoo demo [options]`."""
-    from bortzoo.cli import main as cli_main
-
-    cli_main(["demo", *(argv if argv is not None else __import__("sys").argv[1:])])

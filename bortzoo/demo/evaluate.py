@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from bortzoo.data.tasks import REGRESSION, get_task
 from bortzoo.demo import SIDES
 from bortzoo.demo.accuracy import NOW, Score
 from bortzoo.demo.models import READY, ModelPool, describe
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
+from bortzoo.tasks.spec import REGRESSION
 
 Progress = Callable[[float, str], None]
 
 
 def sample_split(task: str, split: str, examples: int, seed: int, data_dir: Optional[str]):
     """A seeded sample of `examples` rows of one split (all rows if it has fewer)."""
-    from bortzoo.data.task_data import load_split
+    from bortzoo.data.rows import load_split
 
     data = load_split(get_task(task), split, data_dir=data_dir)
     return data.shuffle(seed=seed).select(range(min(examples, len(data)))), len(data)
@@ -31,9 +32,9 @@ def score_model(loaded, task: str, split: str, sample, batch_size: int = 16,
     """Metric fractions of one model on one sampled split."""
     import torch
 
-    from bortzoo.data.task_data import PadCollator, encode_split
-    from bortzoo.metrics import task_metrics
+    from bortzoo.data.encoding import PadCollator, encode_split
     from bortzoo.modules.task_model import METRIC_EXTRAS
+    from bortzoo.tasks.metrics import task_metrics
 
     spec = get_task(task)
     encoded = encode_split(spec, sample, split, loaded.tokenizer, loaded.max_length, "tokenizer").data

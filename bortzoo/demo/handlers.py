@@ -10,13 +10,13 @@ import threading
 import time
 from typing import Callable, Optional, Sequence
 
-from bortzoo.data.tasks import get_task
 from bortzoo.demo import SIDES, accuracy, latency
 from bortzoo.demo.accuracy import BENCHMARKS, Score
 from bortzoo.demo.models import READY, ModelPool, describe
 from bortzoo.demo.predict import example_texts, field_labels, layout, run_model
 from bortzoo.demo.settings import DemoSettings
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
 
 Progress = Callable[[float, str], None]
 

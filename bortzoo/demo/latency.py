@@ -12,9 +12,9 @@ import dataclasses
 import threading
 from typing import Optional, Sequence
 
-from bortzoo import bench
 from bortzoo.arch import Arch
 from bortzoo.demo import SIDES
+from bortzoo.serve import bench
 
 SEQ_CHOICES = (16, 32, 64, 128, 256, 512)
 TABLE_HEADERS = ("model", "⟨D,A,H,I⟩", "batch", "seq", "threads", "median ms", "p90 ms", "× fastest", "FLOP ratio")

@@ -14,10 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from bortzoo.data.tasks import get_task
 from bortzoo.demo import SIDES
 from bortzoo.demo.settings import DemoSettings, how_to_get
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
 
 MISSING, WAITING, LOADING, READY, FAILED = "missing", "waiting", "loading", "ready", "failed"
 
@@ -51,9 +51,9 @@ class Slot:
 def load_checkpoint(ref: str, task: str, settings: DemoSettings) -> Loaded:
     """`bortzoo.load(ref)`, checked to be a model fine-tuned for `task`, with its pair template read off
     its tokenizer (published bortzoo models carry Bort's template there)."""
-    from bortzoo.data.task_data import Template
+    from bortzoo.data.encoding import Template
     from bortzoo.hub import resolve, stored_dtype
-    from bortzoo.task_guard import check_head
+    from bortzoo.serve.task_guard import check_head
     from bortzoo.zoo import load, source_of
 
     start = time.perf_counter()

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
-from bortzoo.data.tasks import CHOICE, CLASSES, REGRESSION, TaskSpec, get_task
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task
+from bortzoo.tasks.spec import CHOICE, CLASSES, REGRESSION, TaskSpec
 
 SINGLE, PAIR = "single", "pair"
 MAX_OPTIONS = 8

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Union
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.data.tasks import TASKS, get_task
 from bortzoo.demo import SIDES
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import TASKS, get_task
 
 # The architectures whose latency the demo measures: the real shapes, whatever checkpoints are loaded.
 PRESETS = {"BERT-large": "bert-large", "Bort": "bort"}

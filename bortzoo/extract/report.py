@@ -14,8 +14,14 @@ from typing import Any
 
 from bortzoo.arch import Arch
 from bortzoo.errors import BortzooError
-from bortzoo.extract.scoring import Measures, describe_score, pareto_front, rank, score_function
-from bortzoo.extract.search import candidate_key, read_json
+from bortzoo.extract.records import candidate_key, read_json
+from bortzoo.extract.scoring import (
+    Measures,
+    describe_score,
+    pareto_front,
+    rank,
+    score_function,
+)
 
 BORT_SHAPE = (4, 8, 1024, 768)
 

@@ -13,7 +13,6 @@ interrupted search resumes where it stopped and shards on several machines share
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -21,11 +20,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bortzoo.arch import SEARCH_DEPTHS, SEARCH_HEADS, SEARCH_HIDDEN, SEARCH_INTERMEDIATE, Arch, get_arch, search_space
+from bortzoo.arch import (
+    SEARCH_DEPTHS,
+    SEARCH_HEADS,
+    SEARCH_HIDDEN,
+    SEARCH_INTERMEDIATE,
+    Arch,
+    get_arch,
+    search_space,
+)
 from bortzoo.errors import BortzooError
+from bortzoo.extract.records import (
+    candidate_key,
+    read_json,
+    settings_hash,
+    write_json,
+)
 from bortzoo.extract.scoring import Measures, maximum_point, partition, step_budget
-
-RESULT_FORMAT = 1
 
 
 @dataclass
@@ -66,10 +77,6 @@ class Latency:
     threads: int = 1
     warmup: int = 2
     repeats: int = 5
-
-
-def candidate_key(arch: Arch) -> str:
-    return f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}"
 
 
 def parse_shard(shard: str) -> tuple[int, int]:
@@ -113,41 +120,6 @@ def plan_partitions(measures: list[Measures], archs: list[Arch], epsilon: float)
     groups = [[i for i in g if i != top] for g in partition(measures, epsilon)]
     groups = [g for g in groups if g] + [[top]]
     return groups, top
-
-
-def settings_hash(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# -- per-candidate files ------------------------------------------------------------------------
-def write_json(path: Path, payload: dict) -> None:
-    """Atomically write `payload` with a checksum of its content, so a torn or edited file is detected."""
-    body = dict(payload)
-    body["checksum"] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(body, indent=2, sort_keys=True))
-    os.replace(partial, path)
-
-
-def read_json(path: Path, settings: str) -> Optional[dict]:
-    """A valid result file, or None when missing. Corrupt files are reported, set aside and recomputed;
-    files of another search are refused."""
-    if not path.exists():
-        return None
-    try:
-        body = json.loads(path.read_text())
-        checksum = body.pop("checksum")
-        if hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest() != checksum:
-            raise ValueError("checksum mismatch")
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        aside = path.with_name(path.name + ".corrupt")
-        os.replace(path, aside)
-        print(f"result file {path} is corrupt ({err}); moved to {aside.name} and recomputing")
-        return None
-    if body.get("settings") != settings:
-        raise BortzooError(f"{path} belongs to a search with other settings ({body.get('settings')}, this one "
-                           f"{settings}); use another output folder")
-    return body
 
 
 class CandidateLock:
@@ -207,7 +179,7 @@ def measure_latency(arch: Arch, latency: Latency) -> float:
 
     import torch
 
-    from bortzoo.bench import build_model, make_inputs, time_interleaved
+    from bortzoo.serve.bench import build_model, make_inputs, time_interleaved
 
     previous = torch.get_num_threads()
     torch.set_num_threads(latency.threads)

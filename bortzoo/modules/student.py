@@ -10,17 +10,18 @@ import torch.nn.functional as F
 from transformers import BertForMaskedLM
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.distill import distillation_loss, topk_distillation_loss
 from bortzoo.errors import BortzooError
+from bortzoo.modules.distill import distillation_loss, topk_distillation_loss
 from bortzoo.modules.mlm import masked_logits
+from bortzoo.modules.optim import adamw_with_warmup, param_groups
 from bortzoo.modules.teacher import Teacher
-from bortzoo.optim import adamw_with_warmup, param_groups
+
 
 class Student(L.LightningModule):
     """A BERT masked-LM of shape ⟨D,A,H,I⟩, initialised N(0, 0.02), trained by masked-LM or distillation.
 
     Without a teacher the loss is plain masked-LM cross-entropy (the paper's baseline). With a
-    teacher it is `α·CE + β·T²·KL(teacher‖student)` on the masked positions (`bortzoo.distill`);
+    teacher it is `α·CE + β·T²·KL(teacher‖student)` on the masked positions (`bortzoo.modules.distill`);
     the teacher is frozen and not saved in this module's checkpoints. Batches that carry a cached
     teacher (`teacher_values`, `teacher_indices`: its top-k logits) get the same loss without one.
 

@@ -14,15 +14,16 @@ from typing import Any, Optional, Union
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.data.tasks import MULTI_OPTION, RANKING, REGRESSION, get_task
 from bortzoo.errors import BortzooError
-from bortzoo.metrics import split_score, task_metrics
-from bortzoo.optim import adamw_with_warmup, encoder_depth, param_groups
+from bortzoo.modules.optim import adamw_with_warmup, encoder_depth, param_groups
+from bortzoo.tasks import get_task
+from bortzoo.tasks.metrics import split_score, task_metrics
+from bortzoo.tasks.spec import MULTI_OPTION, RANKING, REGRESSION
 
 HEADS = ("bort", "pooler")
 METRIC_EXTRAS = ("groups", "candidates", "answers")  # batch entries metrics may read beside preds and labels
@@ -192,7 +193,7 @@ class TaskModel(L.LightningModule):
         model = self.hparams.model
         if model is None or str(model).endswith(".ckpt"):
             return False
-        from bortzoo.hf_task import restore_head
+        from bortzoo.convert import restore_head
         from bortzoo.hub import resolve
 
         return restore_head(self, resolve(model, self.hparams.revision))

@@ -53,7 +53,6 @@ def test_loading_it_warns_that_its_masked_lm_head_is_junk(bort_release):
 def test_one_fine_tuning_step_at_the_true_shape(bort_release, precision):
     from bortzoo.data import TaskData
     from bortzoo.modules import TaskModel
-
     from real.probes import TrainingProbe
 
     model = TaskModel(task="rte", model=str(bort_release), head="bort", warmup_ratio=0.0)  # step 1 moves weights

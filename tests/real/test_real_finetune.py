@@ -36,8 +36,8 @@ def test_the_published_folder_reloads_with_identical_logits(real_runs, tmp_path)
 
     import bortzoo
     from bortzoo.modules import TaskModel
-    from bortzoo.publish import build_folder
-    from bortzoo.runs import read_run
+    from bortzoo.publish.build import build_folder
+    from bortzoo.publish.run_folder import read_run
 
     _, _, out = real_runs["pretrained"]
     run = read_run(out)

@@ -1,6 +1,6 @@
 """int8 on real weights: real activations have outlier channels and tokens that random weights lack, and int8 must
 hold on them on whatever CPU runs this. AVX2 without VNNI saturates oneDNN's full-range int8 arithmetic, so there
-bortzoo.int8 narrows the activations to 7 bits; each linear is checked on the real encoder's own activations,
+bortzoo.serve.int8 narrows the activations to 7 bits; each linear is checked on the real encoder's own activations,
 and the whole fine-tuned model's predictions against fp32. `optimize(check=...)` returns a copy only when its
 agreement with fp32, measured independently here, holds the bar, and otherwise refuses, naming the same
 measured agreement. CI runs this file natively and under AVX2 emulation."""
@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bortzoo.cpu import cpu_summary
-from bortzoo.cpu_inference import optimize
 from bortzoo.errors import BortzooError
-from bortzoo.int8 import QuantizedLinear, int8_arithmetic
+from bortzoo.serve.cpu import cpu_summary
+from bortzoo.serve.int8 import QuantizedLinear, int8_arithmetic
+from bortzoo.serve.optimize import optimize
 from real.sentiment import HELD_OUT_WORDS, TRAIN_WORDS, rows
 
 pytestmark = pytest.mark.cpu_sensitive
@@ -71,9 +71,9 @@ def test_each_int8_linear_holds_on_the_real_encoders_own_activations(minilm_dir)
 def test_the_int8_guard_tells_the_truth_about_a_real_fine_tune(real_runs):
     from transformers import AutoTokenizer
 
-    from bortzoo.hf_task import to_hf
+    from bortzoo.convert import to_hf
     from bortzoo.modules import TaskModel
-    from bortzoo.runs import read_run
+    from bortzoo.publish.run_folder import read_run
 
     _, _, out = real_runs["pretrained"]
     task_model = TaskModel.load_from_checkpoint(str(read_run(out).checkpoint), map_location="cpu", weights_only=True)

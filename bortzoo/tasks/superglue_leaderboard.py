@@ -19,7 +19,7 @@ query's). Lines are sorted by idx (the server does not mind, people reading the 
 
 Checked against jiant, the SuperGLUE authors' library (nyu-mll/jiant):
 - file names: jiant/scripts/benchmarks/benchmarks.py, SuperglueBenchmark.BENCHMARK_SUBMISSION_FILENAMES (they
-  come from the specs' boards, `bortzoo.data.superglue`), one JSON object a line (SuperglueBenchmark.write_predictions);
+  come from the specs' boards, `bortzoo.tasks.superglue`), one JSON object a line (SuperglueBenchmark.write_predictions);
 - label values: each task's super_glue_format_preds in jiant/tasks/lib/<task>.py and jiant 1.x
   jiant/evaluate.py _write_*_preds (kept in the specs' `submission_labels`, where each is cited);
 - the ``idx``/``label`` keys of the flat files: the same functions, ``{"idx": int(...), "label": ...}``;
@@ -32,7 +32,7 @@ Checked against jiant, the SuperGLUE authors' library (nyu-mll/jiant):
 jiant writes the files but no zip; the zip holds them at its top level, as this project had the site's
 instructions (the site could not be reached to check).
 
-Run ``python -m bortzoo.superglue_submission <folder or zip> [--complete]`` to print a submission's problems.
+Run ``python -m bortzoo.tasks.superglue_leaderboard <folder or zip> [--complete]`` to print a submission's problems.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from bortzoo.data.tasks import CHOICE, CLASSES, RANKING, TaskSpec, get_task, tasks_of
 from bortzoo.errors import BortzooError
+from bortzoo.tasks import get_task, tasks_of
+from bortzoo.tasks.spec import CHOICE, CLASSES, RANKING, TaskSpec
 
 SUPERGLUE_ZIP = "superglue-submission.zip"
 SUFFIX = ".jsonl"

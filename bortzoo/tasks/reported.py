@@ -48,7 +48,7 @@ def reported(benchmark: str, board: str) -> Optional[dict[str, tuple[float, ...]
 
 def metric_names(benchmark: str, board: str) -> tuple[str, ...]:
     """The metrics behind one published column's numbers, in their order (the task spec's)."""
-    from bortzoo.data.tasks import tasks_of
+    from bortzoo.tasks import tasks_of
 
     for spec in tasks_of(benchmark):
         if any(split.board == board and split.task is None for split in (*spec.validation, *spec.test)):

@@ -6,7 +6,7 @@ as binary) would make every comparison wrong. `make_metric` builds each named me
 with the leaderboard's settings for a task; `task_metrics` gives a task's whole set; `split_score` and
 `benchmark_score` turn per-column values into the per-task score and the GLUE (or SuperGLUE) score the
 papers quote. The SuperGLUE metrics torchmetrics lacks (MultiRC's exact match, AX-g's gender parity,
-ReCoRD's F1 and exact match) are in `bortzoo.superglue_metrics`.
+ReCoRD's F1 and exact match) are in `bortzoo.tasks.superglue_metrics`.
 
 Input convention: ``collection.update(preds, target, groups=..., candidates=..., answers=...)``.
 ``classes`` and ``choice`` tasks take predicted class ids (a LongTensor ``[N]``; the caller takes the
@@ -27,13 +27,19 @@ from typing import Mapping
 
 import torch
 import torchmetrics
-from torchmetrics.classification import (BinaryF1Score, BinaryMatthewsCorrCoef, MulticlassAccuracy,
-                                         MulticlassF1Score, MulticlassMatthewsCorrCoef)
+from torchmetrics.classification import (
+    BinaryF1Score,
+    BinaryMatthewsCorrCoef,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassMatthewsCorrCoef,
+)
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from bortzoo.data.tasks import CHOICE, CLASSES, RANKING, REGRESSION, SCORE_GROUPS, TaskSpec
 from bortzoo.errors import BortzooError
-from bortzoo.superglue_metrics import GenderParity, GroupedExactMatch, RecordExactMatch, RecordF1
+from bortzoo.tasks import SCORE_GROUPS
+from bortzoo.tasks.spec import CHOICE, CLASSES, RANKING, REGRESSION, TaskSpec
+from bortzoo.tasks.superglue_metrics import GenderParity, GroupedExactMatch, RecordExactMatch, RecordF1
 
 METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman", "macro_f1", "f1a", "em", "parity")
 

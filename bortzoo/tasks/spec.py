@@ -1,4 +1,4 @@
-"""The benchmark tasks as data: one `TaskSpec` per task, registered by name.
+"""What a benchmark task is: one `TaskSpec` per task (the registry is `bortzoo.tasks`).
 
 A spec says where a task's data lives on the Hub (`nyu-mll/glue`, `aps/super_glue`, `ehovy/race`), which splits it has
 and which leaderboard column each evaluation split is, which columns hold the inputs, what the label is
@@ -40,6 +40,7 @@ class EvalSplit:
     split: str
     board: str
     task: Optional[str] = None
+    labelled: bool = False  # `task`'s labels of this split are public (checked against its spec by the registry)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class TaskSpec:
             ``ranking`` (a variable number of candidates per row, any of which may be right: ReCoRD).
         text_fields: Input columns: one (single sentence) or two (a pair). With `pairs` set, every column
             `pairs` reads.
-        metrics: Official metric names, in leaderboard order (see `bortzoo.metrics`).
+        metrics: Official metric names, in leaderboard order (see `bortzoo.tasks.metrics`).
         label_names: Class names, in label-id order, as the Hub dataset's ClassLabel has them.
         submission_labels: The label strings of the leaderboard's files (the original TSVs), by label id.
         label_range: Valid interval of a regression label.
@@ -166,126 +167,5 @@ class TaskSpec:
         if stage == "test" and self.test_labels:
             return self.test
         if stage == "test":
-            return self.validation + tuple(s for s in self.test if s.task and TASKS[s.task].test_labels)
+            return self.validation + tuple(s for s in self.test if s.task and s.labelled)
         return self.validation
-
-
-# -- GLUE (nyu-mll/glue: parquet, one folder per config) -----------------------------------------------
-GLUE_ID = "nyu-mll/glue"
-# The GLUE server's prediction strings (`submission_labels`, by the Hub ClassLabel's label id), checked against
-# jiant, the GLUE authors' library (nyu-mll/jiant): jiant/tasks/core.py GlueMixin.get_glue_preds writes
-# str(LABELS[pred]).lower() with each task's LABELS in jiant/tasks/lib/<task>.py (cola, sst, mrpc, qqp, wnli:
-# ["0", "1"]; mnli, glue_diagnostics: the three NLI names; qnli, rte: entailment/not_entailment), as jiant 1.x
-# jiant/evaluate.py _write_glue_preds did. The board names (file names) are jiant/scripts/benchmarks/benchmarks.py
-# GlueBenchmark.BENCHMARK_SUBMISSION_FILENAMES.
-BINARY_NUMERIC = ("0", "1")  # CoLA, SST-2, MRPC, QQP, WNLI files hold 0/1 (WNLI's 1 = entailment, as in its TSVs)
-NLI3 = ("entailment", "neutral", "contradiction")  # MNLI-m, MNLI-mm, AX (glue_diagnostics subclasses MnliTask)
-NLI2 = ("entailment", "not_entailment")  # QNLI, RTE
-
-
-def _glue(name: str, board: str, fields: tuple[str, ...], metrics: tuple[str, ...], labels: tuple[str, ...] = (),
-          submission: tuple[str, ...] = (), **kwargs) -> TaskSpec:
-    kwargs.setdefault("validation", (EvalSplit("validation", board),))
-    kwargs.setdefault("test", (EvalSplit("test", board),))
-    kwargs.setdefault("kind", CLASSES if labels else REGRESSION)
-    return TaskSpec(name=name, benchmark="glue", dataset=GLUE_ID, config=kwargs.pop("config", name),
-                    text_fields=fields, metrics=metrics, label_names=labels, submission_labels=submission, **kwargs)
-
-
-GLUE_TASKS = (
-    _glue("cola", "CoLA", ("sentence",), ("mcc",), ("unacceptable", "acceptable"), BINARY_NUMERIC),
-    _glue("sst2", "SST-2", ("sentence",), ("accuracy",), ("negative", "positive"), BINARY_NUMERIC),
-    _glue("mrpc", "MRPC", ("sentence1", "sentence2"), ("f1", "accuracy"), ("not_equivalent", "equivalent"),
-          BINARY_NUMERIC),
-    # STS-B's score is clipped to label_range and written with three decimals: jiant 1.x jiant/evaluate.py
-    # _write_glue_preds (min(max(0, x), 5), float_format "%.3f"); jiant's stsb.py get_glue_preds rounds to 3.
-    _glue("stsb", "STS-B", ("sentence1", "sentence2"), ("pearson", "spearman"), label_range=(0.0, 5.0)),
-    _glue("qqp", "QQP", ("question1", "question2"), ("f1", "accuracy"), ("not_duplicate", "duplicate"),
-          BINARY_NUMERIC),
-    _glue("mnli", "MNLI", ("premise", "hypothesis"), ("accuracy",), NLI3, NLI3,
-          validation=(EvalSplit("validation_matched", "MNLI-m"), EvalSplit("validation_mismatched", "MNLI-mm")),
-          test=(EvalSplit("test_matched", "MNLI-m"), EvalSplit("test_mismatched", "MNLI-mm"),
-                EvalSplit("test", "AX", task="ax"))),
-    _glue("qnli", "QNLI", ("question", "sentence"), ("accuracy",), NLI2, NLI2),
-    _glue("rte", "RTE", ("sentence1", "sentence2"), ("accuracy",), NLI2, NLI2),
-    _glue("wnli", "WNLI", ("sentence1", "sentence2"), ("accuracy",), ("not_entailment", "entailment"),
-          BINARY_NUMERIC),
-    _glue("ax", "AX", ("premise", "hypothesis"), ("mcc",), NLI3, NLI3, train=None, validation=(),
-          predicted_by="mnli"),
-)
-
-# The GLUE score: the mean over these groups of leaderboard columns, each group the mean of its columns,
-# each column the mean of its metrics. MNLI counts once (matched and mismatched averaged); AX not at all.
-# Checked against the published scores: Bort 83.6, BERT-large 80.5 (tests/test_metrics.py).
-GLUE_SCORE_GROUPS = (("CoLA",), ("SST-2",), ("MRPC",), ("STS-B",), ("QQP",), ("MNLI-m", "MNLI-mm"), ("QNLI",),
-                     ("RTE",), ("WNLI",))
-
-
-# -- RACE (ehovy/race: article, question, four options, answer letter) ----------------------------------
-RACE_ID = "ehovy/race"
-RACE_LETTERS = ("A", "B", "C", "D")
-
-
-def race_pairs(row: dict) -> list[Pair]:
-    """(article, question with the option): a cloze question ("... _ ...") gets the option in its blank,
-    any other question is followed by the option, the way RACE models have read it since BERT."""
-    question = row["question"]
-    seconds = [question.replace("_", option) if "_" in question else f"{question} {option}".strip()
-               for option in row["options"]]
-    return [(row["article"], second) for second in seconds]
-
-
-def race_label(row: dict) -> int:
-    """The index of the answer letter; anything but A-D is an error the loader reports with its row."""
-    answer = str(row["answer"]).strip().upper()
-    if answer not in RACE_LETTERS:
-        raise ValueError(f"answer {row['answer']!r} is not one of {', '.join(RACE_LETTERS)}")
-    return RACE_LETTERS.index(answer)
-
-
-def _race(config: str, board: str) -> TaskSpec:
-    return TaskSpec(name=f"race-{config}", benchmark="race", dataset=RACE_ID, config=config, kind=CHOICE,
-                    text_fields=("article", "question", "options"), metrics=("accuracy",), num_choices=4,
-                    validation=(EvalSplit("validation", board),), test=(EvalSplit("test", board),),
-                    test_labels=True, id_column="example_id", pairs=race_pairs, label=race_label,
-                    label_columns=("answer",), submission_labels=RACE_LETTERS)
-
-
-RACE_TASKS = (_race("all", "RACE"), _race("middle", "RACE-m"), _race("high", "RACE-h"))
-
-# -- the registry --------------------------------------------------------------------------------------
-TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*GLUE_TASKS, *RACE_TASKS)}
-ALIASES = {"race": "race-all", "sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli-mm": "mnli"}
-SCORE_GROUPS = {"glue": GLUE_SCORE_GROUPS}
-
-
-def register(spec: TaskSpec) -> TaskSpec:
-    """Add a task (SuperGLUE specs register here too); a name may be registered once."""
-    if spec.name in TASKS and TASKS[spec.name] != spec:
-        raise BortzooError(f"task {spec.name!r} is already registered")
-    TASKS[spec.name] = spec
-    return spec
-
-
-def get_task(name: "str | TaskSpec") -> TaskSpec:
-    """The spec registered as `name` (case-insensitive; a few leaderboard spellings accepted)."""
-    if isinstance(name, TaskSpec):
-        return name
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in TASKS:
-        raise BortzooError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[key]
-
-
-def tasks_of(benchmark: str) -> list[TaskSpec]:
-    return [spec for spec in TASKS.values() if spec.benchmark == benchmark]
-
-
-# -- SuperGLUE (aps/super_glue): its specs live in their own module, registered here -----------------------
-from bortzoo.data.superglue import SUPERGLUE_ALIASES, SUPERGLUE_SCORE_GROUPS, SUPERGLUE_TASKS  # noqa: E402
-
-for _spec in SUPERGLUE_TASKS:
-    register(_spec)
-ALIASES.update(SUPERGLUE_ALIASES)
-SCORE_GROUPS["superglue"] = SUPERGLUE_SCORE_GROUPS

@@ -4,7 +4,7 @@ Why each piece (measured by `bench/cpu_latency.py` on an AMD EPYC Zen 5 with 2 c
 - torch's fp32 matmul (MKL) reaches ~100 GFLOP/s per core on this CPU, oneDNN's int8 (VNNI)
   ~900: the linears are quantised to int8 (weights per output channel, activations per tensor
   at run time) and run by oneDNN's `qlinear_pointwise`, which also applies the bias, the GELU
-  and the residual add in the same pass over the output (`bortzoo.int8`, which also checks that
+  and the residual add in the same pass over the output (`bortzoo.serve.int8`, which also checks that
   this CPU's int8 arithmetic is exact, and narrows the activations to 7 bits where it needs that).
 - torch's fp32 and bf16 flash attention reach ~80 GFLOP/s here; two bf16 matmuls around an fp32
   softmax reach ~200, so attention runs that way where the CPU has native bf16 (avx512_bf16 or
@@ -27,9 +27,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from bortzoo.cpu import cpu_flags, cpu_summary, native_bf16
 from bortzoo.errors import BortzooError
-from bortzoo.int8 import GELU_ALGORITHMS, QuantizedLinear, int8_arithmetic
+from bortzoo.serve.cpu import cpu_flags, cpu_summary, native_bf16
+from bortzoo.serve.int8 import GELU_ALGORITHMS, QuantizedLinear, int8_arithmetic
 
 __all__ = [
     "optimize",
@@ -49,7 +49,7 @@ ATTENTIONS = ("auto", "bf16", "sdpa")
 _SCORES_PER_CHUNK = 1 << 20  # attention scores computed at once: 2 MB of bf16
 # The self-check's bound on the copy's relative error in the encoder output, per precision (bf16 attention counts
 # as bf16). Measured on the real all-MiniLM-L6-v2 encoder (tests/real): right int8 copies 0.058 (8-bit activations)
-# and 0.094 (7-bit), saturating int8 arithmetic 0.157, bf16 0.014. The exactness probe of bortzoo.int8 is what keeps
+# and 0.094 (7-bit), saturating int8 arithmetic 0.157, bf16 0.014. The exactness probe of bortzoo.serve.int8 is what keeps
 # int8 right; this bound is the backstop that refuses a copy that is wrong, not merely approximate.
 SELF_CHECK_MAX_ERROR = {"int8": 0.15, "bf16": 0.05, "fp32": 1e-3}
 _log = logging.getLogger("bortzoo")

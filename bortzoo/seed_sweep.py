@@ -59,7 +59,7 @@ def run_seeds(args: list[str], seeds: list[int]) -> dict:
     """Fit the recipe in `args` once per seed, then summarise the seeds' dev results."""
     import yaml
 
-    from bortzoo.cli import lightning_cli, resolved_config
+    from bortzoo.recipe import lightning_cli, resolved_config
 
     config = resolved_config(lightning_cli(args, run=False, parse_only=True))
     root = (config.get("trainer") or {}).get("default_root_dir")

@@ -11,13 +11,13 @@ wsc.fixed, axb, axg; the features of its `super_glue` loading script, v1.0.3): t
 only. ReCoRD's `entity_spans` end exclusive (``passage[start:end] == text``), as that script writes them.
 
 The fixtures test the pipeline, not language understanding. The text is the toy grammar of
-`bortzoo.data.synthetic` (the tiny tokenizer's words, most of them one token), and every label is a simple keyword
+`bortzoo.data.tiny_corpus` (the tiny tokenizer's words, most of them one token), and every label is a simple keyword
 rule on the text (`CUES`), balanced over the classes, so that a tiny randomly initialised transformer learns
 it in seconds and a fine-tune that works is told from one that does not: it scores clearly above chance.
 Test splits hide their labels (-1) as GLUE's and SuperGLUE's do (ReCoRD's test answers are empty lists);
 AX-b's and AX-g's labels, and RACE's test answers, are public, as on the Hub.
 
-    python -m bortzoo.data.fixtures [ROOT]  # regenerates bortzoo/assets/tiny-tasks
+    python -m bortzoo.data.tiny_tasks [ROOT]  # regenerates bortzoo/assets/tiny-tasks
 
 The same seed always gives the same tables (only `random.Random` draws the text).
 """
@@ -29,13 +29,15 @@ import random
 from pathlib import Path
 from typing import Callable, Optional
 
-from bortzoo.data.superglue import BOOL, CB_LABELS, PLACEHOLDER, SUPERGLUE_ID, SUPERGLUE_TASKS
-from bortzoo.data.synthetic import ADJECTIVES, CAPITALS, NOUNS, PLACES, TIMES, VERBS
-from bortzoo.data.tasks import (GLUE_ID, GLUE_TASKS, NLI2, NLI3, RACE_ID, RACE_LETTERS, RACE_TASKS, REGRESSION,
-                                TaskSpec)
+from bortzoo.data.tiny_corpus import ADJECTIVES, CAPITALS, NOUNS, PLACES, TIMES, VERBS
 from bortzoo.errors import BortzooError
+from bortzoo.resources import ASSETS
+from bortzoo.tasks.glue import GLUE_ID, GLUE_TASKS, NLI2, NLI3
+from bortzoo.tasks.race import RACE_ID, RACE_LETTERS, RACE_TASKS
+from bortzoo.tasks.spec import REGRESSION, TaskSpec
+from bortzoo.tasks.superglue import BOOL, CB_LABELS, PLACEHOLDER, SUPERGLUE_ID, SUPERGLUE_TASKS
 
-TINY_TASKS_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-tasks"
+TINY_TASKS_DIR = ASSETS / "tiny-tasks"
 FOLDERS = {GLUE_ID: "glue", SUPERGLUE_ID: "super_glue", RACE_ID: "race"}  # Hub dataset id -> folder under root
 SIZES = {"train": 384, "validation": 96, "test": 48}  # rows per split, by the split's kind
 HIDDEN = -1  # the label of a (Super)GLUE test row: hidden
@@ -628,9 +630,9 @@ def _write_dataset(folder: Path, hub_id: str, tables: dict[str, tuple[object, di
 
 def _card_prose(hub_id: str, rules: dict[str, str]) -> str:
     lines = [f"# Synthetic fixtures in the schema of `{hub_id}`", "",
-             f"Tiny datasets written by `bortzoo.data.fixtures` (`python -m bortzoo.data.fixtures`): the configs, "
+             f"Tiny datasets written by `bortzoo.data.tiny_tasks` (`python -m bortzoo.data.tiny_tasks`): the configs, "
              f"split names, columns and feature types of [`{hub_id}`](https://huggingface.co/datasets/{hub_id}), "
-             "filled with the toy grammar of `bortzoo.data.synthetic`. They test the pipeline (loading, "
+             "filled with the toy grammar of `bortzoo.data.tiny_corpus`. They test the pipeline (loading, "
              "fine-tuning, scoring, predicting), not language understanding: every label is a keyword rule "
              "on the text, balanced over the classes.", "", "Rules:", ""]
     lines += [f"- `{name}`: {rule}" for name, rule in rules.items()]

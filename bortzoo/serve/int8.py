@@ -10,7 +10,7 @@ same reason). VNNI, AVX-VNNI and AMX add into int32 and are exact with the full 
 Which range a CPU needs is not guessed from its name: `int8_arithmetic()` runs each candidate on integer
 inputs whose exact product is known (all codes at their maximum, and random ones, at 1, 7 and 64 rows) and
 keeps the first that reproduces it bit for bit. The flags only narrow it: the full range is used only where
-the CPU, as the kernels may use it (`bortzoo.cpu.has_vnni`), has int32 dot products, or is not x86.
+the CPU, as the kernels may use it (`bortzoo.serve.cpu.has_vnni`), has int32 dot products, or is not x86.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from bortzoo import cpu
 from bortzoo.errors import BortzooError
+from bortzoo.serve import cpu
 
 __all__ = ["QuantizedLinear", "Int8Arithmetic", "int8_arithmetic", "exact_modes", "GELU_ALGORITHMS"]
 

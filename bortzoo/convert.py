@@ -21,8 +21,8 @@ from typing import Optional
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from bortzoo.data.tasks import MULTI_OPTION, REGRESSION, TaskSpec
 from bortzoo.errors import BortzooError
+from bortzoo.tasks.spec import MULTI_OPTION, REGRESSION, TaskSpec
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 

@@ -1,6 +1,6 @@
 """The accuracy guard on a real task: an optimised model against its fp32 self on a task's dev split.
 
-`bortzoo.cpu_inference.guard` compares two models on given batches; this module supplies the batches,
+`bortzoo.serve.optimize.guard` compares two models on given batches; this module supplies the batches,
 the labels and the task's metric from the task spec, for a fine-tuned model named by zoo name, Hub
 id or folder (anything `bortzoo.load` takes), so the check reads the same data and scores the same
 way as fine-tuning does.
@@ -12,9 +12,10 @@ from typing import Optional
 
 import torch
 
-from bortzoo.data.tasks import MULTI_OPTION, RANKING, get_task
 from bortzoo.errors import BortzooError
-from bortzoo.cpu_inference import GuardReport, guard, optimize
+from bortzoo.serve.optimize import GuardReport, guard, optimize
+from bortzoo.tasks import get_task
+from bortzoo.tasks.spec import MULTI_OPTION, RANKING
 
 __all__ = ["task_guard", "check_head"]
 
@@ -31,7 +32,7 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
     template in its tokenizer ("tokenizer"); a raw TaskModel run of a Bort recipe used "bort".
     """
     from bortzoo.data.task_data import TaskData
-    from bortzoo.metrics import split_score, task_metrics, to_percent
+    from bortzoo.tasks.metrics import split_score, task_metrics, to_percent
     from bortzoo.zoo import load
 
     spec = get_task(task)

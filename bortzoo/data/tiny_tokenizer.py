@@ -1,10 +1,10 @@
 """Byte-level BPE tokenizers in the RoBERTa layout, trained locally with `tokenizers`.
 
 Bort uses RoBERTa's BPE (50,265 tokens). Tests and tiny recipes need the same kind of tokenizer
-without a download, so the project trains its own on text it generates (`bortzoo.data.synthetic`).
+without a download, so the project trains its own on text it generates (`bortzoo.data.tiny_corpus`).
 The special tokens take RoBERTa's ids: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
 
-    python -m bortzoo.tokenizer OUT_DIR [--vocab-size 512]  # regenerates bortzoo/assets/tiny-tokenizer
+    python -m bortzoo.data.tiny_tokenizer OUT_DIR [--vocab-size 512]  # regenerates bortzoo/assets/tiny-tokenizer
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import json
 import os
 from typing import Iterable
 
+from bortzoo.resources import ASSETS
+
 ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-TINY_TOKENIZER_DIR = os.path.join(os.path.dirname(__file__), "assets", "tiny-tokenizer")
+TINY_TOKENIZER_DIR = str(ASSETS / "tiny-tokenizer")
 
 
 def train_byte_level_bpe(texts: Iterable[str], out_dir: str, vocab_size: int = 512, max_length: int = 512) -> str:
@@ -46,7 +48,7 @@ def train_byte_level_bpe(texts: Iterable[str], out_dir: str, vocab_size: int = 5
 
 def make_tiny_tokenizer(out_dir: str = TINY_TOKENIZER_DIR, vocab_size: int = 512) -> str:
     """The project's tiny tokenizer: trained on the toy grammar's text with seed 0."""
-    from bortzoo.data.synthetic import paragraphs
+    from bortzoo.data.tiny_corpus import paragraphs
 
     return train_byte_level_bpe(paragraphs(2000, seed=0), out_dir, vocab_size=vocab_size)
 

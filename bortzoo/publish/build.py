@@ -1,22 +1,6 @@
-"""`bortzoo publish RUN_DIR --repo-id ORG/NAME`: a run as a Hub-ready folder with its card, then one commit.
-
-The folder is built offline and deterministically (the same run gives the same bytes, so publishing it
-again changes nothing on the Hub): safetensors weights, `config.json`, tokenizer files, `recipe.yaml`
-(the resolved recipe), `results.json` (the run's numbers) and `README.md` (the card, from
-`model_cards/<kind>.md`). The upload is `create_repo(exist_ok=True)` then one `upload_folder` commit.
-The token comes from where huggingface_hub keeps it (`HF_TOKEN`, `hf auth login`) and is never
-printed; a missing token or an unreachable Hub stops the command before anything is built.
-
-No file of the folder names a path of the machine it was built on: the card and the JSON files name Hub ids
-as they are and anything local in words (`bortzoo.cards.public_ref`); `recipe.yaml` keeps Hub ids and paths
-inside the repository, and shows other local paths as `<run folder>/...` or `<local: NAME>`, said in a comment
-at its top.
-
-`--optimized` (fine-tunes) adds `optimized.json`: `bortzoo.task_guard`'s comparison of the int8 model
-`bortzoo.optimize` makes with fp32 on the task's dev split, measured on the built folder, and quoted in
-the card. Its numbers are deterministic for the same weights and data on the same machine; the CPU and
-torch version it names are this machine's.
-"""
+"""The Hub folder of a run, built offline and deterministically: weights, config, tokenizer, the public
+recipe.yaml and results.json, the card, and (with --optimized) optimized.json. No file names a path of the
+machine it was built on. The upload and the `publish` verb are in `bortzoo.publish.upload`."""
 
 from __future__ import annotations
 
@@ -29,9 +13,9 @@ from typing import Any, Optional
 
 import yaml
 
-from bortzoo.errors import BortzooError
+from bortzoo.errors import BortzooError, first_line
+from bortzoo.publish.run_folder import Run
 from bortzoo.resources import project_path
-from bortzoo.runs import Run, read_run
 
 LATENCY_DIR = "latency"
 OPTIMIZED_FILE = "optimized.json"
@@ -52,7 +36,7 @@ def build_folder(run: Run, out: str | Path, repo_id: Optional[str] = None, laten
 def write_card(run: Run, folder: Path, repo_id: Optional[str] = None, latency: Optional[dict] = None,
                base_model: Optional[str] = None, optimized: Optional[dict] = None) -> None:
     """(Re)write `folder/README.md`, the card of `run` (with the fast CPU section when `optimized` is given)."""
-    from bortzoo.cards import render
+    from bortzoo.publish.cards import render
 
     name = repo_id.split("/")[-1] if repo_id else _default_name(run)
     card = render(run, name, repo_id=repo_id, latency=latency, base_model=base_model, optimized=optimized)
@@ -71,7 +55,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 # -- no path of this machine leaves it ---------------------------------------------------------------
 # A run's files name what it read and wrote by local paths. What the folder ships names Hub ids as they are and
-# anything local in neutral words (`bortzoo.cards.public_ref`: the card and the JSON files) or, in recipe.yaml,
+# anything local in neutral words (`bortzoo.publish.cards.public_ref`: the card and the JSON files) or, in recipe.yaml,
 # which must still say how to run it again, by a placeholder (`<run folder>/...`, `<local: NAME>`).
 RECIPE_NOTE = (
     "# The resolved recipe of this model's run, as `bortzoo publish` ships it: the paths of the machine it ran on\n"
@@ -86,7 +70,7 @@ REF_KINDS = {"model": "model", "teacher": "model", "source": "model", "tokenizer
 
 def _names_a_path(value: str, key: Any) -> bool:
     """Whether a string of a run file names a local path, rather than a word, a Hub id or a row of text."""
-    from bortzoo.cards import is_local_ref
+    from bortzoo.publish.cards import is_local_ref
 
     text = value.strip()
     if not text or "://" in text:
@@ -104,8 +88,8 @@ def _names_a_path(value: str, key: Any) -> bool:
 
 
 def public_json(data: Any, task: Any = None, key: Any = None) -> Any:
-    """`data` (what a run file holds) with every local path in neutral words (`bortzoo.cards.public_ref`)."""
-    from bortzoo.cards import public_ref
+    """`data` (what a run file holds) with every local path in neutral words (`bortzoo.publish.cards.public_ref`)."""
+    from bortzoo.publish.cards import public_ref
 
     if isinstance(data, dict):
         return {k: public_json(v, task, k) for k, v in data.items()}
@@ -139,7 +123,7 @@ def public_recipe(config: Any, run: Run, key: Any = None) -> Any:
 
 
 def _placeholder(value: str, run: Run) -> Optional[str]:
-    from bortzoo.cards import REPO_ROOT
+    from bortzoo.publish.cards import REPO_ROOT
 
     text = os.path.expanduser(value.strip())
     path, root = os.path.abspath(text), os.path.abspath(run.folder)
@@ -184,8 +168,8 @@ def _write_recipe(run: Run, folder: Path, sort_keys: bool = False) -> None:
 
 
 def _task_files(run: Run, folder: Path) -> None:
-    from bortzoo.data.task_data import Template
-    from bortzoo.hf_task import save_tokenizer, to_hf
+    from bortzoo.convert import save_tokenizer, to_hf
+    from bortzoo.data.encoding import Template
     from bortzoo.modules import TaskModel
 
     try:
@@ -258,7 +242,7 @@ def resolve_latency(latency: Optional[str], run: Run) -> Optional[dict]:
         data = _read_bench(path)
         if any(r.get("arch") == run.arch.short() for r in data["rows"]):
             return data
-    from bortzoo.bench import bench
+    from bortzoo.serve.bench import bench
 
     print(f"measuring CPU latency of {run.arch.short()} and BERT-large for the card (once; kept in {folder})")
     bench(models=[run.arch, "bert-large"], batch=1, seq=128, threads=1, warmup=3, repeats=10, out=str(folder),
@@ -278,19 +262,19 @@ def _read_bench(path: Path) -> dict:
 
 # -- the optimised model ---------------------------------------------------------------------------
 def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
-    """`bortzoo.task_guard` on the built `folder`: `optimize(int8)` against fp32 on the first `examples` rows
+    """`bortzoo.serve.task_guard` on the built `folder`: `optimize(int8)` against fp32 on the first `examples` rows
     of the task's first dev split, read from where the run read its data (its `data_dir`, or the Hub).
 
     Returns what `optimized.json` holds. A failure is one BortzooError line; the folder is left as built.
     """
     import torch
 
-    from bortzoo.bench import hardware_info
-    from bortzoo.cards import guard_metric_name, public_ref
-    from bortzoo.cpu_inference import auto_attention
-    from bortzoo.int8 import int8_arithmetic
-    from bortzoo.data.tasks import get_task
-    from bortzoo.task_guard import task_guard
+    from bortzoo.publish.cards import guard_metric_name, public_ref
+    from bortzoo.serve.bench import hardware_info
+    from bortzoo.serve.int8 import int8_arithmetic
+    from bortzoo.serve.optimize import auto_attention
+    from bortzoo.serve.task_guard import task_guard
+    from bortzoo.tasks import get_task
 
     if run.kind != "task":
         raise BortzooError(f"--optimized needs a fine-tune run; {run.folder} is a {run.kind} run")
@@ -310,9 +294,9 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
         report = task_guard(str(folder), spec.name, data_dir=data_dir, examples=examples, max_length=max_length,
                             pair_encoding="tokenizer")  # the built tokenizer carries the run's pair template
     except BortzooError as err:
-        raise BortzooError(f"--optimized: the accuracy check failed: {_first_line(err)}; {kept}") from None
+        raise BortzooError(f"--optimized: the accuracy check failed: {first_line(err)}; {kept}") from None
     except Exception as err:  # noqa: BLE001 - anything else that stops the measurement, said in one line
-        raise BortzooError(f"--optimized: the accuracy check failed ({type(err).__name__}: {_first_line(err)}); "
+        raise BortzooError(f"--optimized: the accuracy check failed ({type(err).__name__}: {first_line(err)}); "
                            f"{kept}") from err
     print(f"int8 against fp32 on {spec.name} {split}: {report.summary()}")
     return {
@@ -331,174 +315,3 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
         "data": public_ref(data_dir, "data", spec) if data_dir else spec.dataset,  # never a local path
         "max_length": max_length,
     }
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip() or type(err).__name__).splitlines()[0]
-
-
-# -- the Hub ---------------------------------------------------------------------------------------
-def hub_client(endpoint: Optional[str] = None):
-    """An authenticated `HfApi`, checked against the Hub before any work: the token exists and is accepted."""
-    from huggingface_hub import HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from bortzoo.hub import _NetworkErrors
-
-    token = get_token()
-    if not token:
-        raise BortzooError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run to build "
-                           "the folder only); nothing was built or sent")
-    api = HfApi(endpoint=endpoint, token=token)
-    where = endpoint or "the Hugging Face Hub"
-    try:
-        user = api.whoami()
-    except OfflineModeIsEnabled:
-        raise BortzooError("HF_HUB_OFFLINE is set: unset it to publish, or use --dry-run; nothing was built or "
-                           "sent") from None
-    except HfHubHTTPError as err:
-        status = getattr(err.response, "status_code", None)
-        if status == 401:
-            raise BortzooError(f"{where} rejected the token (401): log in again with `hf auth login`; nothing was "
-                               "built or sent") from None
-        raise BortzooError(f"{where} answered {status} to the token check; nothing was built or sent") from None
-    except _NetworkErrors as err:  # connection refused, DNS, timeouts
-        raise BortzooError(f"cannot reach {where} ({type(err).__name__}); check the network or HF_ENDPOINT, or use "
-                           "--dry-run; nothing was built or sent") from None
-    return api, user
-
-
-def upload(api, folder: Path, repo_id: str, private: bool = False, revision: Optional[str] = None,
-           create_pr: bool = False, commit_message: Optional[str] = None, collection: Optional[str] = None):
-    """create_repo(exist_ok) → (branch) → one upload_folder commit → (collection item). Returns the CommitInfo."""
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision and not create_pr:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision, create_pr=create_pr,
-                             commit_message=commit_message or f"bortzoo publish {folder.name}")
-    if collection:
-        api.add_collection_item(collection, item_id=repo_id, item_type="model", exists_ok=True)
-    return info
-
-
-def _files(folder: Path) -> list[tuple[str, int]]:
-    return [(str(p.relative_to(folder)), p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()]
-
-
-# -- the verb --------------------------------------------------------------------------------------
-def publish(
-    run_dir: str,
-    repo_id: Optional[str] = None,
-    out: Optional[str] = None,
-    dry_run: bool = False,
-    private: bool = False,
-    revision: Optional[str] = None,
-    create_pr: bool = False,
-    commit_message: Optional[str] = None,
-    collection: Optional[str] = None,
-    seed: Optional[int] = None,
-    candidate: Optional[str] = None,
-    latency: Optional[str] = "auto",
-    base_model: Optional[str] = None,
-    endpoint: Optional[str] = None,
-    optimized: bool = False,
-    optimized_examples: int = 1000,
-) -> dict:
-    """Publish a fine-tuning, pretraining or extraction run to the Hub as a model repo with its card.
-
-    With --optimized (fine-tunes only), the built folder is also checked the way `bortzoo.optimize` runs it
-    on a CPU: `bortzoo.task_guard` compares the int8 model with fp32 on the first --optimized-examples rows
-    of the task's dev split (read from the run's data_dir, or the Hub), writes the numbers to
-    `optimized.json` and adds a "Fast CPU inference" section to the card. It is a measurement, not a gate:
-    nothing is refused on it, no int8 weights are saved (optimize derives them from the fp32 weights at load
-    time), and the card's model-index still reports the fp32 model.
-
-    Args:
-        run_dir: The run folder: a fine-tune (results.json), a seed sweep (seeds.json), a pretraining
-            (checkpoints/ and the exported model/) or an extraction (search-*.json).
-        repo_id: Hub repo ORG/NAME to create (if needed) and commit to; not needed with --dry-run.
-        out: Where to build the Hub folder (default: RUN_DIR/hub); replaced atomically.
-        dry_run: Build the folder and print its files; nothing is sent and no token is needed.
-        private: Create the repo private.
-        revision: Branch to commit to (created if missing); default main.
-        create_pr: Open a pull request with the commit instead of committing to the branch.
-        commit_message: Commit message (default: "bortzoo publish <folder>").
-        collection: Slug of a Hub collection to add the repo to (e.g. ORG/bortzoo-0123456789abcdef).
-        seed: Seed to publish from a sweep (default: the best dev score).
-        candidate: Architecture "D,A,H,I" to publish from an extraction (default: the winner).
-        latency: CPU latency for the card: "auto" (the run's latency/ results, measured once if absent), a
-            `bortzoo bench` JSON file, or "none".
-        base_model: Hub id of the model this one was trained from, when the run names a local path.
-        endpoint: Hub URL (default: $HF_ENDPOINT or huggingface.co).
-        optimized: Fine-tunes only: measure the int8 model (`bortzoo.optimize`) against fp32 on the built
-            folder with `bortzoo.task_guard` (the task's dev split, from the run's data_dir or the Hub), write
-            optimized.json and the card's "Fast CPU inference" section. A measurement, not a gate: nothing is
-            refused on it, no int8 weights are saved (optimize derives them at load time) and the model-index
-            still reports fp32.
-        optimized_examples: Dev rows the --optimized check reads (the first ones; default 1000).
-    """
-    if create_pr and revision:
-        raise BortzooError("--create-pr opens a pull request against main; it cannot be combined with --revision")
-    if isinstance(optimized_examples, bool) or not isinstance(optimized_examples, int) or optimized_examples < 1:
-        raise BortzooError(f"--optimized-examples must be a positive number of dev rows, got {optimized_examples!r}")
-    if not dry_run:
-        if not repo_id:
-            raise BortzooError("give --repo_id ORG/NAME to publish to, or --dry_run to build the folder only")
-        from bortzoo.hub import is_hub_id
-
-        if "/" not in repo_id or not is_hub_id(repo_id):
-            raise BortzooError(f"--repo_id {repo_id!r} is not a Hub repo id of the form ORG/NAME")
-    api = None if dry_run else hub_client(endpoint)[0]  # fail before any work
-    run = read_run(run_dir, seed=seed, candidate=candidate)
-    if optimized and run.kind != "task":
-        raise BortzooError(f"--optimized checks a fine-tuned model on its task's dev split; {run_dir} is a {run.kind} "
-                           "run, which has no task: publish it without --optimized; nothing was built or sent")
-    target = Path(out) if out else Path(run_dir) / "hub"
-    latency_data = resolve_latency(latency, run)
-    folder = build_folder(run, target, repo_id=repo_id, latency=latency_data, base_model=base_model)
-    guard = None
-    if optimized:  # measured on the built folder, as it will be downloaded
-        guard = measure_optimized(run, folder, optimized_examples)
-        write_card(run, folder, repo_id=repo_id, latency=latency_data, base_model=base_model, optimized=guard)
-        _write_json(folder / OPTIMIZED_FILE, guard)
-    files = _files(folder)
-    print(f"built {folder} ({run.kind} {run.arch.short()}):")
-    for name, size in files:
-        print(f"  {name:<28} {size:>12,} bytes")
-    result: dict[str, Any] = {"folder": str(folder), "kind": run.kind, "files": [n for n, _ in files]}
-    if guard is not None:
-        result["optimized"] = guard
-    if dry_run:
-        print("dry run: nothing sent")
-        return result
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from bortzoo.hub import _NetworkErrors
-
-    try:
-        info = upload(api, folder, repo_id, private, revision, create_pr, commit_message, collection)
-    except HfHubHTTPError as err:
-        status = getattr(err.response, "status_code", None)
-        raise BortzooError(f"the Hub refused the upload to {repo_id} ({status}: {str(err).splitlines()[0]}); the "
-                           f"folder is built at {folder}: fix the cause and run again") from None
-    except _NetworkErrors as err:
-        raise BortzooError(f"the upload to {repo_id} broke off ({type(err).__name__}); the folder is built at "
-                           f"{folder}: run again, files already on the Hub are not sent twice") from None
-    result.update(commit=getattr(info, "oid", None), url=getattr(info, "commit_url", None),
-                  pr_url=getattr(info, "pr_url", None))
-    print(f"published {repo_id}: {result['pr_url'] or result['url']}")
-    print(zoo_snippet(run, repo_id, revision or None))
-    return result
-
-
-def zoo_snippet(run: Run, repo_id: str, revision: Optional[str]) -> str:
-    """The registry line that lists the new checkpoint in `bortzoo/zoo.py`."""
-    kind = {"task": "task", "pretrained": "masked-lm", "candidate": "candidate"}[run.kind]
-    from bortzoo.arch import PRESETS
-
-    arch = next((name for name, preset in PRESETS.items() if preset == run.arch), run.arch.as_dict())
-    task = f", task={run.results['task']!r}" if run.kind == "task" else ""
-    rev = f", revision={revision!r}" if revision else ""
-    name = repo_id.split("/")[-1]
-    return (f"to list it in the zoo, add to bortzoo/zoo.py:\n  register(ZooEntry({name!r}, {repo_id!r}, {kind!r}, "
-            f"{arch!r}{rev}{task}, by=\"bortzoo\"))")

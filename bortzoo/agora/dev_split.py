@@ -16,8 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-from bortzoo.data.tasks import CHOICE, CLASSES, TaskSpec
 from bortzoo.errors import BortzooError
+from bortzoo.tasks.spec import CHOICE, CLASSES, TaskSpec
 
 AGORA_KINDS = (CLASSES, CHOICE)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from bortzoo.data.tasks import CHOICE, CLASSES, NLI2, RANKING, EvalSplit, Pair, RowError, TaskSpec
+from bortzoo.tasks.glue import NLI2
+from bortzoo.tasks.spec import CHOICE, CLASSES, RANKING, EvalSplit, Pair, RowError, TaskSpec
 
 SUPERGLUE_ID = "aps/super_glue"
 BOOL = ("False", "True")  # the Hub's ClassLabel names for BoolQ, MultiRC, WiC and WSC
@@ -200,7 +201,7 @@ def _sg(name: str, board: str, fields: tuple[str, ...], metrics: tuple[str, ...]
                     text_fields=fields, metrics=metrics, label_names=labels, submission_labels=submission, **kwargs)
 
 
-# The SuperGLUE server's label values, by label id (`submission_labels`; `bortzoo.superglue_submission` writes
+# The SuperGLUE server's label values, by label id (`submission_labels`; `bortzoo.tasks.superglue_leaderboard` writes
 # and validates from them). Checked against jiant, the SuperGLUE authors' library (nyu-mll/jiant), each task's
 # `super_glue_format_preds` in jiant/tasks/lib/<task>.py, and jiant 1.x jiant/evaluate.py `_write_*_preds`.
 # BoolQ and WiC write booleans lower-cased (boolq.py / wic.py: str(LABELS[pred]).lower(); _write_boolq_preds,
@@ -227,7 +228,8 @@ SUPERGLUE_TASKS = (
     # jiant: jiant/tasks/lib/rte.py, RteTask.super_glue_format_preds; superglue_axb.py and superglue_axg.py
     # subclass RteTask, so AX-b and AX-g hold the same two strings
     _sg("superglue-rte", "RTE", ("premise", "hypothesis"), ("accuracy",), NLI2, NLI2, config="rte",
-        test=(EvalSplit("test", "RTE"), EvalSplit("test", "AX-b", task="axb"), EvalSplit("test", "AX-g", task="axg"))),
+        test=(EvalSplit("test", "RTE"), EvalSplit("test", "AX-b", task="axb", labelled=True),
+              EvalSplit("test", "AX-g", task="axg", labelled=True))),
     # jiant: jiant/tasks/lib/wic.py, WiCTask.super_glue_format_preds ("false"/"true")
     _sg("wic", "WiC", ("word", "sentence1", "sentence2", "start1", "end1", "start2", "end2"), ("accuracy",), BOOL,
         TRUE_FALSE, pairs=wic_pairs),

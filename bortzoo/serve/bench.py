@@ -29,9 +29,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
-from bortzoo import cpu
 from bortzoo.arch import Arch, get_arch
 from bortzoo.errors import BortzooError
+from bortzoo.serve import cpu
 
 if TYPE_CHECKING:
     import torch
@@ -305,7 +305,7 @@ def measure(plan: Plan, progress: bool = True, models: Optional[dict[str, "torch
         if name not in models:
             models[name] = build_model(arch)
     if plan.optimized:
-        from bortzoo.cpu_inference import optimize
+        from bortzoo.serve.optimize import optimize
 
         for name in plan.archs:
             if optimized_name(name) not in models:

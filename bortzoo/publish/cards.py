@@ -3,7 +3,7 @@ from what the run produced.
 
 Every number in a card comes from the run folder (results.json, seeds.json, the search tables, the
 metrics the pretraining logged), from `Arch` (exact sizes), from a `bortzoo bench` results file (CPU
-latency, with the hardware it ran on), or from `bortzoo.published` under a "reported by the authors"
+latency, with the hardware it ran on), or from `bortzoo.tasks.reported` under a "reported by the authors"
 label. The `model-index` metadata carries the run's own dev results so the Hub (and `ModelCard.load`)
 can read them back.
 
@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bortzoo.arch import Arch, get_arch
-from bortzoo.data.tasks import MULTI_OPTION, get_task
 from bortzoo.errors import BortzooError
 from bortzoo.hub import is_hub_id
-from bortzoo.published import KNOWN_LOSSES, SOURCE, reported
+from bortzoo.publish.run_folder import Run
 from bortzoo.resources import PROJECT_ROOT, card_template
-from bortzoo.runs import Run
+from bortzoo.tasks import get_task
+from bortzoo.tasks.reported import KNOWN_LOSSES, SOURCE, reported
+from bortzoo.tasks.spec import MULTI_OPTION
 
 LICENSE = "apache-2.0"  # Bort's code and weights (alexa/bort) and this project
 # Our metric names → the Hub's metric ids (model-index `type`).
@@ -92,7 +93,7 @@ def latency_section(latency: Optional[dict], arch: Arch) -> str:
 
 
 def guard_metric_name(spec) -> str:
-    """The number `bortzoo.task_guard` scores, named: the task's metric, or the mean of its metrics (MRPC, STS-B)."""
+    """The number `bortzoo.serve.task_guard` scores, named: the task's metric, or the mean of its metrics (MRPC, STS-B)."""
     if len(spec.metrics) == 1:
         return spec.metrics[0]
     return f"score (mean of {' and '.join(spec.metrics)})"
@@ -129,12 +130,12 @@ def fast_cpu_section(optimized: Optional[dict], repo_id: str) -> Optional[str]:
         "```python\nimport bortzoo\n"
         f"model, tokenizer = bortzoo.load(\"{repo_id}\")\n"
         "fast = bortzoo.optimize(model)  # int8 linears, bf16 attention where the CPU has it\n```\n\n"
-        f"{where}. Measured with `bortzoo.task_guard` on {optimized.get('cpu')}, torch {optimized.get('torch')} "
+        f"{where}. Measured with `bortzoo.serve.task_guard` on {optimized.get('cpu')}, torch {optimized.get('torch')} "
         f"(attention {optimized.get('attention')}, int8 backend {optimized.get('int8_backend')}, "
         f"{optimized.get('activation_bits') or 8}-bit activations); the full report "
         "is `optimized.json` in this repo.\n\n"
         "This is a measurement, not a gate: publishing refused nothing on it. Check the model on your own data "
-        "with `bortzoo.task_guard`, or give `bortzoo.optimize` `check=` batches to refuse a copy that disagrees "
+        "with `bortzoo.serve.task_guard`, or give `bortzoo.optimize` `check=` batches to refuse a copy that disagrees "
         "with fp32."
     )
 

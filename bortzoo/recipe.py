@@ -1,0 +1,111 @@
+"""The Lightning CLI runner behind `bortzoo fit|validate|test|predict`, reused by `--seeds` and Agora's trials.
+
+`lightning_cli(args)` runs (or, for recipe checks, only parses) a recipe with `--config` taking a packaged
+recipe's name too; `resolved_config` is the recipe as the run resolved it; `user_error` finds the
+`BortzooError` that jsonargparse or Lightning wrapped, so the command can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from bortzoo.errors import BortzooError
+from bortzoo.resources import config_args
+
+
+def make_cli_class():
+    """The LightningCLI subclass (built lazily: importing Lightning takes seconds)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    class BortzooCLI(LightningCLI):
+        """LightningCLI whose `parse_only` mode checks a recipe without building anything."""
+
+        parse_only = False
+
+        def instantiate_classes(self) -> None:
+            if not self.parse_only:
+                super().instantiate_classes()
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            if not self.parse_only:  # `lightning_cli(["test", "--config", R, ...], parse_only=True)`: parsed, not run
+                super()._run_subcommand(subcommand)
+
+        def before_fit(self) -> None:
+            check_vocab(self.model, self.datamodule)
+            self._stamp_results()
+
+        def before_validate(self) -> None:
+            self._stamp_results()
+
+        def before_test(self) -> None:
+            self._stamp_results()
+
+        def _stamp_results(self) -> None:
+            """Give results callbacks the hash of the resolved recipe, so runs of one recipe can be grouped."""
+            from bortzoo.results import TaskResults, config_hash
+
+            callbacks = [c for c in self.trainer.callbacks if isinstance(c, TaskResults)]
+            if callbacks:
+                digest = config_hash(resolved_config(self), self.trainer.default_root_dir)
+                for callback in callbacks:
+                    callback.config_sha256 = digest
+
+    return BortzooCLI
+
+
+def resolved_config(cli) -> dict:
+    """The subcommand's resolved config as plain data (what SaveConfigCallback writes as config.yaml)."""
+    import yaml
+
+    parser = cli._parser(cli.subcommand) if cli.subcommand else cli.parser
+    config = cli.config[cli.subcommand] if cli.subcommand else cli.config
+    return yaml.safe_load(parser.dump(config, skip_none=False, skip_validation=True))
+
+
+def check_vocab(model, datamodule) -> None:
+    """A student whose vocabulary differs from the data's tokenizer would index out of range mid-run."""
+    arch = getattr(model, "arch", None)
+    tokenizer = getattr(datamodule, "tokenizer", None)
+    if arch is not None and tokenizer is not None and len(tokenizer) != arch.vocab_size:
+        raise BortzooError(
+            f"model vocabulary ({arch.vocab_size}) differs from the tokenizer's ({len(tokenizer)} tokens): set "
+            f"model.init_args.arch.vocab_size to {len(tokenizer)} or use the model's own tokenizer"
+        )
+
+
+def lightning_cli(args: Optional[list[str]], run: bool = True, parse_only: bool = False):
+    """Run (or only parse, for recipe checks) the Lightning CLI on `args` (None: sys.argv), where `--config`
+    takes a packaged recipe's name too."""
+    from lightning import LightningDataModule, LightningModule
+
+    if args is None:
+        sys.argv[1:] = config_args(sys.argv[1:])  # Lightning reads sys.argv itself then
+    else:
+        args = config_args(list(args))
+
+    cls = make_cli_class()
+    cls.parse_only = parse_only
+    return cls(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": "bortzoo: Bort and its relatives on Lightning"},
+        args=args,
+        run=run,
+    )
+
+
+def user_error(err: BaseException) -> Optional[BortzooError]:
+    """The `BortzooError` behind `err`, if any, however deep jsonargparse or Lightning wrapped it."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BortzooError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
