@@ -85,7 +85,8 @@ import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
 from bortzoo.errors import BortzooError  # noqa: E402
-from bortzoo.serve.bench import OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug, write_atomic  # noqa: E402
+from bortzoo.files import write_text  # noqa: E402
+from bortzoo.serve.bench import OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug  # noqa: E402
 
 try:
     import onnxruntime as ort
@@ -845,8 +846,8 @@ def write_results(rows: Sequence[dict], meta: Mapping[str, Any], targets: Sequen
     writer.writeheader()
     writer.writerows(rows)
     csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    write_atomic(csv_path, buffer.getvalue())
-    write_atomic(json_path, json.dumps({"meta": dict(meta), "rows": list(rows), "targets": list(targets)},
+    write_text(csv_path, buffer.getvalue())
+    write_text(json_path, json.dumps({"meta": dict(meta), "rows": list(rows), "targets": list(targets)},
                                         indent=2) + "\n")
     return [csv_path, json_path]
 

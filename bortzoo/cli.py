@@ -1,4 +1,5 @@
-"""`bortzoo`: the Lightning CLI for Trainer verbs, plus the verbs that are not Trainer methods.
+"""`bortzoo`: the table of verbs. Trainer verbs go to the Lightning CLI runner (`bortzoo.recipe`), the others to
+the function each names. Nothing imports this module back.
 
     bortzoo fit|validate|test|predict --config recipes/...yaml   (LightningCLI, subclass mode)
     bortzoo VERB --config NAME   a packaged recipe by name, from any folder (bortzoo.resources.config_args)

@@ -1,5 +1,6 @@
-"""The one set of file writers: every file bortzoo writes appears whole or not at all.
+"""The one set of file writers, and the names of the files a run leaves for others to read.
 
+Every file bortzoo writes appears whole or not at all.
 A run killed mid-write leaves the previous file (or none), never half of one: each writer writes a temporary
 file beside the target and renames it over the target (`os.replace`, atomic on one filesystem). Folders are
 replaced the same way by `bortzoo.export.replacing_folder`.
@@ -13,6 +14,9 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+RESULTS_FILE = "results.json"  # a fine-tune's numbers (bortzoo.results.TaskResults), read by publish and the demo
+SUMMARY_FILE = "seeds.json"  # mean ± std over a --seeds sweep (bortzoo.seed_sweep)
 
 
 @contextlib.contextmanager

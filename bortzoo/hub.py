@@ -1,4 +1,5 @@
-"""Resolve a model reference (Hub id or local folder) to config, tokenizer and weights.
+"""A Hub id or local folder to config, tokenizer and weights (what a reference *is* is decided by
+`bortzoo.zoo.model_ref`; this module fetches and reads it).
 
 The one place that downloads from the Hub. It fetches only what loading needs: configs,
 tokenizer files, and one weight format, safetensors when the repo has it, otherwise

@@ -26,30 +26,11 @@ def make_cli_class():
         def instantiate_classes(self) -> None:
             if not self.parse_only:
                 super().instantiate_classes()
+                connect(self.model, self.datamodule)
 
         def _run_subcommand(self, subcommand: str) -> None:
             if not self.parse_only:  # `lightning_cli(["test", "--config", R, ...], parse_only=True)`: parsed, not run
                 super()._run_subcommand(subcommand)
-
-        def before_fit(self) -> None:
-            check_vocab(self.model, self.datamodule)
-            self._stamp_results()
-
-        def before_validate(self) -> None:
-            self._stamp_results()
-
-        def before_test(self) -> None:
-            self._stamp_results()
-
-        def _stamp_results(self) -> None:
-            """Give results callbacks the hash of the resolved recipe, so runs of one recipe can be grouped."""
-            from bortzoo.results import TaskResults, config_hash
-
-            callbacks = [c for c in self.trainer.callbacks if isinstance(c, TaskResults)]
-            if callbacks:
-                digest = config_hash(resolved_config(self), self.trainer.default_root_dir)
-                for callback in callbacks:
-                    callback.config_sha256 = digest
 
     return BortzooCLI
 
@@ -61,6 +42,16 @@ def resolved_config(cli) -> dict:
     parser = cli._parser(cli.subcommand) if cli.subcommand else cli.parser
     config = cli.config[cli.subcommand] if cli.subcommand else cli.config
     return yaml.safe_load(parser.dump(config, skip_none=False, skip_validation=True))
+
+
+def connect(model, datamodule) -> None:
+    """Where a recipe's model and data meet: the data module gets what it needs from the model (the model's
+    tokenizer, through `datamodule.connect`), once both are built and checked to fit. Outside the CLI, call
+    `data.connect(model.tokenizer)` yourself."""
+    check_vocab(model, datamodule)
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None and callable(getattr(datamodule, "connect", None)):
+        datamodule.connect(tokenizer)
 
 
 def check_vocab(model, datamodule) -> None:

@@ -13,28 +13,18 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Protocol, runtime_checkable
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
-from bortzoo.arch import get_arch
 from bortzoo.errors import BortzooError
+from bortzoo.files import RESULTS_FILE, write_json
 
-RESULTS_FILE = "results.json"
-SUMMARY_FILE = "seeds.json"
 VOLATILE_KEYS = ("seed_everything", "ckpt_path", "config")
 
 
-def write_json(path: "str | Path", data: dict) -> Path:
-    """Write atomically: a run killed mid-write leaves the previous file, never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def config_hash(config: dict, root: Optional[str] = None) -> str:
@@ -57,6 +47,28 @@ def config_hash(config: dict, root: Optional[str] = None) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+@runtime_checkable
+class TaskRun(Protocol):
+    """What `TaskResults` reads from the module it records (`bortzoo.modules.TaskModel` is one); a data module
+    with `run_facts` (`bortzoo.data.TaskData`) adds its own."""
+
+    spec: Any  # bortzoo.tasks.spec.TaskSpec
+    last_results: dict
+
+    def run_facts(self) -> dict: ...
+
+
+def saved_recipe_hash(trainer: L.Trainer) -> Optional[str]:
+    """`config_hash` of the resolved recipe Lightning's CLI saved for this run (`<log_dir>/config.yaml`), so runs
+    of one recipe can be grouped; None for a run started outside the CLI."""
+    import yaml
+
+    path = Path(trainer.log_dir or trainer.default_root_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    return config_hash(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, trainer.default_root_dir)
+
+
 class TaskResults(Callback):
     """Writes a `TaskModel` run's metrics as JSON next to its checkpoints.
 
@@ -66,14 +78,18 @@ class TaskResults(Callback):
 
     def __init__(self, dirpath: Optional[str] = None):
         self.dirpath = dirpath
-        self.config_sha256: Optional[str] = None  # set by the CLI from the resolved recipe
         self.history: list[dict] = []
 
     def _folder(self, trainer: L.Trainer) -> Path:
         return Path(self.dirpath or trainer.default_root_dir)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not isinstance(pl_module, TaskRun):
+            raise BortzooError(f"TaskResults records a task model's evaluations (spec, last_results, run_facts); "
+                               f"{type(pl_module).__name__} has none: remove the callback from the recipe")
+
     def _record(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Optional[dict]:
-        results = getattr(pl_module, "last_results", None)
+        results = pl_module.last_results
         if not results:
             return None
         return {"epoch": trainer.current_epoch, "step": trainer.global_step, **results}
@@ -90,18 +106,14 @@ class TaskResults(Callback):
             self._write_eval(trainer, pl_module, "validate")
 
     def _base(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> dict:
-        hp = pl_module.hparams
         spec = pl_module.spec
         datamodule = getattr(trainer, "datamodule", None)
+        data_facts = datamodule.run_facts() if callable(getattr(datamodule, "run_facts", None)) else {}
         return {
-            "task": spec.name, "benchmark": spec.benchmark, "stage": stage,
-            "model": hp.get("model") or f"random {get_arch(hp.get('arch')).short()}", "head": hp.get("head"),
-            "seed": _seed(), "config_sha256": self.config_sha256,
+            "task": spec.name, "benchmark": spec.benchmark, "stage": stage, **pl_module.run_facts(),
+            "seed": _seed(), "config_sha256": saved_recipe_hash(trainer),
             "metrics_are": "fractions", "metrics": list(spec.metrics),
-            "truncated": dict(getattr(datamodule, "truncated", {}) or {}),
-            # rows kept with a problem the spec noted (a ReCoRD query without its placeholder): count per column
-            "noted": {key: {column: len(rows) for column, rows in notes.items()}
-                      for key, notes in (getattr(datamodule, "notes", {}) or {}).items() if notes},
+            "truncated": {}, "noted": {}, **data_facts,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 

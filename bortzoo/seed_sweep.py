@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bortzoo.errors import BortzooError
-from bortzoo.results import RESULTS_FILE, SUMMARY_FILE, format_summary, summarise_seeds, write_json
+from bortzoo.files import RESULTS_FILE, SUMMARY_FILE, write_json, write_text
+from bortzoo.results import format_summary, summarise_seeds
 
 
 def pop_seeds(args: list[str]) -> tuple[list[str], Optional[list[int]]]:
@@ -78,7 +79,7 @@ def run_seeds(args: list[str], seeds: list[int]) -> dict:
             recipe["trainer"]["default_root_dir"] = str(folder)
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / "recipe.yaml"
-            path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+            write_text(path, yaml.safe_dump(recipe, sort_keys=False))
             print(f"seed {seed}: bortzoo fit --config {path}")
             lightning_cli(["fit", "--config", str(path)])
             if not done.is_file():

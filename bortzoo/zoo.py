@@ -91,14 +91,68 @@ for _task in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnl
                                         "nyu-mll/glue order" + ("; also predicts AX" if _task == "mnli" else "")))
 
 
-def get_entry(name: str) -> ZooEntry:
-    if name not in REGISTRY:
-        import difflib
+# -- what a model reference names (the one resolver) ------------------------------------------------
+REF_KINDS = ("arch", "checkpoint", "pretrained")
 
-        close = difflib.get_close_matches(name, REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise BortzooError(f"no zoo entry {name!r}.{hint} `bortzoo zoo list` shows them")
-    return REGISTRY[name]
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a `model` argument names, decided in one place for every reader (TaskModel, publish, `load`):
+
+    - ``arch``: no weights, a shape to build with random values (`model=None`, `arch=...`);
+    - ``checkpoint``: a bortzoo pretraining `.ckpt` (a `Student`'s Lightning checkpoint);
+    - ``pretrained``: transformers' layout, from a Hub id, a local folder, or a zoo name (resolved here to its
+      Hub id and pinned revision).
+    """
+
+    kind: str
+    source: Optional[str] = None  # the .ckpt path, Hub id or folder
+    revision: Optional[str] = None
+    shape: Optional[Arch] = None  # kind "arch"
+    entry: Optional[ZooEntry] = None  # a zoo name's entry
+
+    def folder(self) -> Path:
+        """The local folder of a ``pretrained`` reference (a Hub snapshot, downloaded or cached)."""
+        from bortzoo.hub import resolve
+
+        if self.kind != "pretrained":
+            raise BortzooError(f"{self.source or self.shape}: a {self.kind} reference has no model folder")
+        return resolve(self.source, self.revision)
+
+    def arch(self) -> Arch:
+        """The encoder's shape, read from what the reference names (no weights are loaded)."""
+        if self.kind == "arch":
+            return self.shape
+        if self.kind == "checkpoint":
+            import torch
+
+            hparams = torch.load(self.source, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+            if hparams.get("arch") is None:
+                raise BortzooError(f"{self.source} is not a bortzoo pretraining checkpoint (no hyper_parameters.arch)")
+            return get_arch(hparams["arch"])
+        from bortzoo.hub import load_config
+
+        return Arch.from_config(load_config(self.source, self.revision))
+
+
+def model_ref(model: "str | Path | None", revision: Optional[str] = None, arch=None) -> ModelRef:
+    """Read a model reference: a zoo name, Hub id, folder or `.ckpt`, or None with `arch` for random weights."""
+    if model is None:
+        if arch is None:
+            raise BortzooError("no model: give a zoo name, Hub id, folder or .ckpt, or an arch for random weights")
+        return ModelRef("arch", shape=get_arch(arch))
+    text = str(model)
+    if text.endswith(".ckpt"):
+        from bortzoo.resources import project_path
+
+        path = project_path(text)
+        if not Path(path).is_file():
+            raise BortzooError(f"checkpoint {text!r} does not exist")
+        return ModelRef("checkpoint", str(path))
+    entry = REGISTRY.get(text)
+    if entry is not None:
+        return ModelRef("pretrained", entry.hub_id, revision or entry.revision, entry=entry)
+    return ModelRef("pretrained", text, revision)
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -123,13 +177,16 @@ def load(ref: str, revision: Optional[str] = None, eval_mode: bool = True, dtype
     """
     import torch
 
-    from bortzoo.hub import load_tokenizer, resolve, stored_dtype, untrained_mlm_head
+    from bortzoo.hub import load_tokenizer, stored_dtype, untrained_mlm_head
 
     if dtype not in DTYPES:
         raise BortzooError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    entry = REGISTRY.get(ref)
-    source, revision = source_of(ref, revision)
-    folder = resolve(source, revision)
+    found = model_ref(ref, revision)
+    if found.kind != "pretrained":
+        raise BortzooError(f"{ref}: bortzoo.load reads a zoo name, Hub id or folder; export a pretraining checkpoint "
+                           "first (bortzoo export --checkpoint C.ckpt --out DIR)")
+    entry, source, revision = found.entry, found.source, found.revision
+    folder = found.folder()
     kind = entry.kind if entry else _kind_of(source, folder)
     if kind != "task" and (_is_amazon_bort(source) or untrained_mlm_head(folder)):
         warnings.warn(f"{source}: its masked-LM head is broken (never trained: amazon/bort's conversion copied only "
@@ -146,12 +203,6 @@ def load(ref: str, revision: Optional[str] = None, eval_mode: bool = True, dtype
     if eval_mode:
         model.eval()
     return model, tokenizer
-
-
-def source_of(ref: str, revision: Optional[str] = None) -> tuple[str, Optional[str]]:
-    """The Hub id or folder, and revision, that a zoo name, Hub id or folder loads from."""
-    entry = REGISTRY.get(ref)
-    return (entry.hub_id if entry else ref), revision or (entry.revision if entry else None)
 
 
 def _is_amazon_bort(source: str) -> bool:
@@ -211,7 +262,7 @@ def rows() -> list[dict[str, str]]:
 
 
 def markdown_table() -> str:
-    """The README's zoo table (generated, never typed: tests compare the README with this)."""
+    """docs/zoo.md's zoo table (generated, never typed: a test compares the page with this)."""
     lines = ["| " + " | ".join(c.replace("<", "⟨").replace(">", "⟩") for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows():
         cells = [f"`{row[c]}`" if c in ("<D,A,H,I>", "Hub id") else row[c].replace("|", "\\|") for c in COLUMNS]
@@ -223,7 +274,7 @@ def zoo_list(markdown: bool = False) -> None:
     """Print the zoo: every named checkpoint, its Hub id, kind, shape, size, task and notes.
 
     Args:
-        markdown: Print the Markdown table the README holds instead of plain columns.
+        markdown: Print the Markdown table docs/zoo.md holds instead of plain columns.
     """
     if markdown:
         print(markdown_table())
@@ -237,7 +288,7 @@ def zoo_list(markdown: bool = False) -> None:
     print(f"\n{len(table)} checkpoints; load one with bortzoo.load(name). Notes: bortzoo zoo list --markdown")
 
 
-def main() -> None:  # `python -m bortzoo.zoo` prints the README table
+def main() -> None:  # `python -m bortzoo.zoo` prints docs/zoo.md's table
     zoo_list(markdown=True)
 
 

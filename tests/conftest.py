@@ -129,3 +129,11 @@ def agora_tiny_run(tmp_path_factory):
     finally:
         os.chdir(cwd)
     return {"out": out, "recipe": recipe, "killed_state": killed_state, "first": first, "first_trial": first_trial}
+
+
+def dataset_folder(spec, root=None) -> str:
+    """The fixtures folder that stands in for `spec.dataset` (load it with `spec.config` as the name)."""
+    from bortzoo.data.tiny_tasks import FOLDERS, TINY_TASKS_DIR
+
+    assert spec.dataset in FOLDERS, f"no fixtures for dataset {spec.dataset!r}; fixtures exist for {list(FOLDERS)}"
+    return str(Path(root or TINY_TASKS_DIR) / FOLDERS[spec.dataset])

@@ -21,7 +21,7 @@ RACE_FIXTURES = str(Path(TINY_TASKS_DIR) / "race")
 
 def make_demo_folders(root: Path) -> dict[str, dict[str, str]]:
     """side → task → folder of a tiny random fine-tune (different seeds, so the two sides disagree)."""
-    from test_hf_task import save_task_folder, tiny
+    from test_convert import save_task_folder, tiny
 
     out: dict[str, dict[str, str]] = {"BERT-large": {}, "Bort": {}}
     for side, slug, head, seed in (("BERT-large", "bert-large", "pooler", 0), ("Bort", "bort", "bort", 1)):

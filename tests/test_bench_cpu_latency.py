@@ -12,7 +12,7 @@ import os
 
 import pytest
 import torch
-from conftest import load_bench_script
+from conftest import dataset_folder, load_bench_script
 
 from bortzoo.arch import get_arch
 from bortzoo.serve.bench import build_model, make_inputs
@@ -333,9 +333,8 @@ def test_guard_targets_pass_miss_and_not_measured():
 
 
 def test_main_runs_the_guard_on_a_fine_tuned_folder(tmp_path, capsys):
-    from test_hf_task import save_task_folder, tiny
+    from test_convert import save_task_folder, tiny
 
-    from bortzoo.data.tiny_tasks import dataset_folder
     from bortzoo.tasks import get_task
 
     folder = save_task_folder(tiny("sst2", "bort"), tmp_path / "sst2")

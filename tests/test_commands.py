@@ -2,8 +2,8 @@
 
 Where commands are found
   (a) `bortzoo --help` (USAGE in bortzoo/cli.py), and every `bortzoo VERB --help` (`test_verb_help_commands`);
-  (b) README.md: fenced code blocks (not ```python ones) and inline code spans. The Layout block lists files,
-      not commands: its bench/ entries must exist;
+  (b) README.md and every docs/*.md page: fenced code blocks (not ```python ones) and inline code spans. The
+      README's Layout block lists files, not commands: its bench/ entries must exist;
   (c) the comment lines of recipes/**.yaml;
   (d) the header comments of `run`, and the module docstrings of demo/app.py and of the verbs' modules.
 A command starts with `bortzoo `, `./run`, `python -m bortzoo`, `python -m pytest`, `python demo/app.py` or
@@ -78,6 +78,7 @@ import yaml
 from conftest import REPO, load_bench_script, recipe_copy
 
 README = REPO / "README.md"
+DOC_PAGES = sorted((REPO / "docs").glob("*.md"))  # one page per job; read like the README
 RUN_SCRIPT = REPO / "run"
 DOCSTRING_FILES = ["demo/app.py", "bortzoo/demo/app.py", "bortzoo/serve/bench.py", "bortzoo/export.py",
                    "bortzoo/extract/search.py", "bortzoo/extract/report.py", "bortzoo/agora/loop.py",
@@ -205,10 +206,11 @@ def scan_text(text: str, where: str, kind: str) -> list[Found]:
     return found
 
 
-def readme_commands() -> list[Found]:
+def markdown_commands(page: Path) -> list[Found]:
+    name = str(page.relative_to(REPO))
     found, prose = [], []
     lang, in_block, heading = "", False, ""
-    for number, line in enumerate(README.read_text().splitlines(), 1):
+    for number, line in enumerate(page.read_text().splitlines(), 1):
         stripped = line.strip()
         if stripped.startswith("```"):
             in_block, lang = (not in_block), stripped[3:].strip()
@@ -219,13 +221,13 @@ def readme_commands() -> list[Found]:
                 heading = line.lstrip("#").strip()
             prose.append((number, line))
         elif lang != "python" and stripped:
-            if heading == "Layout":
+            if heading == "Layout" and page == README:
                 if stripped.startswith("bench/"):
-                    found.append(Found(stripped.split()[0], f"README.md:{number}", "file"))
+                    found.append(Found(stripped.split()[0], f"{name}:{number}", "file"))
                 continue
             command = as_command(stripped)
             if command:
-                found.append(Found(command, f"README.md:{number}", "readme-block"))
+                found.append(Found(command, f"{name}:{number}", "readme-block"))
     text = "\n".join(line for _, line in prose)
     starts = [0]
     for _, line in prose:
@@ -234,8 +236,13 @@ def readme_commands() -> list[Found]:
         command = as_command(match.group(1))
         if command:
             line = prose[max(i for i, s in enumerate(starts[:-1]) if s <= match.start())][0]
-            found.append(Found(command, f"README.md:{line}", "readme-inline"))
+            found.append(Found(command, f"{name}:{line}", "readme-inline"))
     return found
+
+
+def readme_commands() -> list[Found]:
+    """The README's commands and those of every docs/ page (a newcomer copies from both)."""
+    return [found for page in (README, *DOC_PAGES) for found in markdown_commands(page)]
 
 
 def recipe_commands() -> list[Found]:
@@ -733,7 +740,7 @@ def _trainer_parse(workspace: Workspace, args: list[str]):
                 workspace.trainer_parser = cli.parser
                 return cli.config
             return workspace.trainer_parser.parse_args(args)
-        except SystemExit as exit_:
+        except SystemExit:
             raise AssertionError(f"`bortzoo {' '.join(args)}` does not parse:\n{err.getvalue()[-3000:]}") from None
 
 
@@ -752,7 +759,7 @@ def verb_parse(args: list[str]) -> None:
     try:
         with in_repo(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             main(list(args))
-    except SystemExit as exit_:
+    except SystemExit:
         raise AssertionError(f"`bortzoo {' '.join(args)}` does not parse:\n{err.getvalue()[-3000:]}") from None
     finally:
         jsonargparse.auto_cli = original
@@ -957,7 +964,10 @@ def test_every_command_found_can_be_classified():
     found = all_found()
     assert len([f for f in found if f.where.startswith("bortzoo --help")]) >= 4
     assert any("--seeds" in f.text for f in found if f.where.startswith("bortzoo --help"))
-    assert len([f for f in found if f.where.startswith("README.md")]) >= 30
+    assert len([f for f in found if f.where.startswith("README.md")]) >= 5
+    assert len([f for f in found if f.where.startswith("docs/")]) >= 30
+    assert {f.where.split(":")[0] for f in found if f.where.startswith("docs/")} >= {
+        f"docs/{job}.md" for job in ("pretrain", "extract", "finetune", "agora", "zoo", "serving", "demo")}
     assert len([f for f in found if f.where.startswith("recipes/")]) >= 150
     for command in COMMANDS.values():
         classify(command)

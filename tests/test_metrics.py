@@ -11,12 +11,16 @@ from bortzoo.tasks import TASKS, get_task
 from bortzoo.tasks.metrics import (
     METRIC_NAMES,
     benchmark_score,
-    format_metrics,
     make_metric,
     split_score,
     task_metrics,
     to_percent,
 )
+
+
+def format_metrics(values: dict) -> str:
+    """Metric fractions as leaderboard text: ``{"f1": 0.893, "accuracy": 0.854}`` -> ``"f1 89.3 / accuracy 85.4"``."""
+    return " / ".join(f"{name} {to_percent(value):.1f}" for name, value in values.items())
 
 
 def computed(metric, preds, target) -> float:

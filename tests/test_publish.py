@@ -1,6 +1,7 @@
 """Publishing: every kind of run becomes a Hub folder that loads back, with a card whose numbers are the run's,
 uploaded by the real huggingface_hub client to a local fake Hub; bad input fails before anything is built."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -122,6 +123,38 @@ def test_task_folder_loads_with_transformers_bortzoo_and_taskmodel(task_run, tmp
         assert restored.restored_head
         torch.testing.assert_close(restored(batch["input_ids"], batch["attention_mask"]), expected, atol=1e-5,
                                    rtol=1e-4)
+
+
+def test_the_run_records_its_arch_and_pair_template_and_publishing_reads_them(task_run, tmp_path):
+    """results.json says what the run was (the encoder's shape, Bort's pair template as token ids); publish reads
+    those, not the recipe; a results.json from before they were recorded still publishes, from the recipe."""
+    from bortzoo.arch import get_arch
+    from bortzoo.data.encoding import Template
+    from bortzoo.hub import load_tokenizer
+
+    results = json.loads((task_run / "results.json").read_text())
+    recipe_args = read_run(task_run).model_args()
+    assert get_arch(results["arch"]) == get_arch(recipe_args["arch"])
+    tokenizer = load_tokenizer(recipe_args["tokenizer"])
+    assert results["pair_encoding"] == "bort"
+    assert Template.from_dict(results["pair_template"]) == Template.of(tokenizer, "bort") != Template.of(tokenizer)
+
+    edited = tmp_path / "run"
+    shutil.copytree(task_run, edited)
+    changed = dict(results, arch=get_arch("bert-base").as_dict(),
+                   pair_template=dataclasses.asdict(Template.of(tokenizer, "tokenizer")))
+    (edited / "results.json").write_text(json.dumps(changed))
+    run = read_run(edited)
+    assert run.arch == get_arch("bert-base")  # read from results.json
+    folder = build_folder(run, tmp_path / "hub")
+    assert Template.of(load_tokenizer(str(folder)), "tokenizer") == Template.of(tokenizer, "tokenizer")
+
+    older = {k: v for k, v in results.items() if k not in ("arch", "pair_template", "pair_encoding")}
+    (edited / "results.json").write_text(json.dumps(older))
+    run = read_run(edited)
+    assert run.arch == get_arch(recipe_args["arch"])  # through the recipe's model reference
+    folder = build_folder(run, tmp_path / "hub-older")
+    assert Template.of(load_tokenizer(str(folder)), "tokenizer") == Template.of(tokenizer, "bort")
 
 
 def test_task_card_metadata_round_trips_to_the_run_numbers(task_run, tmp_path):

@@ -3,6 +3,7 @@
 Tiny recipes are also built for real: trainer, model and data objects, nothing run.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,33 @@ def test_every_gpu_recipe_has_a_tiny_sibling():
     assert gpu
     for recipe in gpu:
         assert recipe.with_name(recipe.stem + "-tiny.yaml").is_file(), recipe
+
+
+PUBLISHED_BEFORE_RELAYOUT = REPO / "tests" / "published" / "rte-bort-tiny-recipe.yaml"
+
+
+def test_a_recipe_published_before_the_package_was_re_laid_still_loads(tmp_path, monkeypatch):
+    """`bortzoo publish` of the tiny RTE run, by the code before tasks/, serve/ and publish/ existed (commit 4d232a4):
+    its class_paths (bortzoo.submission.SubmissionWriter, bortzoo.results.TaskResults, bortzoo.data.TaskData,
+    bortzoo.modules.TaskModel) build the same objects today, once its placeholders name local folders."""
+    from bortzoo.data import TaskData
+    from bortzoo.modules import TaskModel
+    from bortzoo.results import TaskResults
+    from bortzoo.tasks.leaderboard import SubmissionWriter
+
+    text = PUBLISHED_BEFORE_RELAYOUT.read_text()
+    assert "class_path: bortzoo.submission.SubmissionWriter" in text
+    text = (text.replace("<run folder>", str(tmp_path / "run"))
+            .replace("<local: checkpoints>", str(tmp_path / "run" / "checkpoints"))
+            .replace("<local: submission-tiny>", str(tmp_path / "submission")))
+    assert "<" not in "".join(line.split("#")[0] for line in text.splitlines())
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    monkeypatch.chdir(REPO)  # its data and tokenizer are paths inside the repository
+    cli = lightning_cli(["fit", "--config", str(recipe), "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                         "--trainer.enable_progress_bar", "false"])
+    assert isinstance(cli.model, TaskModel) and isinstance(cli.datamodule, TaskData)
+    assert cli.datamodule.tokenizer is cli.model.tokenizer  # handed over by bortzoo.recipe.connect
+    assert {TaskResults, SubmissionWriter} <= {type(c) for c in cli.trainer.callbacks}
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["task"] == "rte" and results["pair_encoding"] == "bort" and len(results["config_sha256"]) == 64

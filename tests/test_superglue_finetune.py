@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import recipe_copy
+from conftest import dataset_folder, recipe_copy
 
 from bortzoo.cli import main
-from bortzoo.data.tiny_tasks import dataset_folder
 from bortzoo.tasks import get_task
 from bortzoo.tasks.superglue_leaderboard import SUPERGLUE_ZIP, expected_ids_from, validate_submission
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import dataset_folder
 
 from bortzoo.data.encoding import PadCollator, Template, _longest_first, encode_split
 from bortzoo.data.rows import check_labels, load_split
 from bortzoo.data.task_data import TaskData
-from bortzoo.data.tiny_tasks import dataset_folder, glue_features, race_features
+from bortzoo.data.tiny_tasks import glue_features, race_features
 from bortzoo.errors import BortzooError
 from bortzoo.hub import load_tokenizer
 from bortzoo.tasks import TASKS, get_task

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from test_hf_task import save_task_folder, tiny
+from conftest import dataset_folder
+from test_convert import save_task_folder, tiny
 
-from bortzoo.data.tiny_tasks import dataset_folder
 from bortzoo.errors import BortzooError
 from bortzoo.serve.task_guard import task_guard
 from bortzoo.tasks import get_task

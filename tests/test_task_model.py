@@ -439,6 +439,7 @@ def test_tiny_sst2_fine_tune_learns_and_reloads(tmp_path):
     L.seed_everything(0, verbose=False)
     model = TaskModel(task="sst2", model=None, arch=TINY_ARCH, tokenizer=TINY_TOKENIZER_DIR, lr=3e-3)
     data = TaskData(task="sst2", data_dir=TINY_GLUE, max_length=64, batch_size=32)
+    data.connect(model.tokenizer)  # what bortzoo fit does (bortzoo.recipe.connect)
     fitted = trainer(max_epochs=6)
     fitted.fit(model, data)
     results = model.last_results
@@ -458,6 +459,7 @@ def test_tiny_sst2_fine_tune_learns_and_reloads(tmp_path):
 def test_task_mismatch_between_model_and_data_raises():
     model = tiny("sst2")
     data = TaskData(task="cola", data_dir=TINY_GLUE, max_length=64, batch_size=32)
+    data.connect(model.tokenizer)  # what bortzoo fit does (bortzoo.recipe.connect)
     with pytest.raises(BortzooError) as info:
         trainer(max_epochs=1).fit(model, data)
     assert "sst2" in str(info.value) and "cola" in str(info.value)
@@ -466,6 +468,7 @@ def test_task_mismatch_between_model_and_data_raises():
 def test_max_length_beyond_the_positions_raises():
     model = tiny("sst2")
     data = TaskData(task="sst2", data_dir=TINY_GLUE, max_length=TINY_ARCH.max_positions + 1, batch_size=32)
+    data.connect(model.tokenizer)  # what bortzoo fit does (bortzoo.recipe.connect)
     with pytest.raises(BortzooError, match="positions"):
         trainer(max_epochs=1).fit(model, data)
 
@@ -490,6 +493,7 @@ class TrainingModes(L.Callback):
 def fit_steps(model: TaskModel, steps: int = 2, **kwargs) -> TrainingModes:
     modes = TrainingModes()
     data = TaskData(task=model.spec.name, data_dir=TINY_GLUE, max_length=32, batch_size=8, train_limit=16)
+    data.connect(model.tokenizer)  # what bortzoo fit does (bortzoo.recipe.connect)
     trainer(max_steps=steps, callbacks=[modes], num_sanity_val_steps=0, limit_val_batches=0, **kwargs).fit(model, data)
     return modes
 
@@ -512,6 +516,7 @@ def test_fine_tuning_from_a_student_checkpoint_trains_with_dropout(student_check
 def test_resuming_a_fine_tune_keeps_dropout_on(bort_layout_dir, tmp_path):
     model = TaskModel(task="sst2", model=str(bort_layout_dir))
     data = TaskData(task="sst2", data_dir=TINY_GLUE, max_length=32, batch_size=8, train_limit=16)
+    data.connect(model.tokenizer)  # what bortzoo fit does (bortzoo.recipe.connect)
     first = trainer(max_steps=1, num_sanity_val_steps=0, limit_val_batches=0)
     first.fit(model, data)
     first.save_checkpoint(tmp_path / "last.ckpt")
@@ -550,3 +555,21 @@ def test_a_float16_checkpoint_fine_tunes_from_float32_master_weights(half_bort_l
 def test_head_pooler_on_an_encoder_without_a_pooler_says_so(bort_layout_dir):
     with pytest.warns(UserWarning, match="no pretrained pooler"):
         TaskModel(task="sst2", model=str(bort_layout_dir), head="pooler")
+
+
+def test_results_callback_names_what_it_needs_from_the_module():
+    """TaskResults reads a declared interface (`bortzoo.results.TaskRun`), and says so on a module without it."""
+    from bortzoo.results import TaskResults, TaskRun
+
+    assert isinstance(tiny("sst2"), TaskRun)
+    with pytest.raises(BortzooError, match="spec, last_results, run_facts"):
+        TaskResults().setup(None, L.LightningModule(), "fit")
+    facts = tiny("sst2").run_facts()
+    assert facts["arch"] == TINY_ARCH.as_dict() and facts["model"].startswith("random")
+
+
+def test_task_data_without_a_tokenizer_says_how_to_connect_one():
+    data = TaskData(task="sst2", data_dir=TINY_GLUE, max_length=32, batch_size=8)
+    with pytest.raises(BortzooError, match=r"data.connect\(model.tokenizer\)"):
+        data.setup("fit")
+        data.train_dataloader()

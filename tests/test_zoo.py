@@ -1,4 +1,4 @@
-"""The zoo: registry facts, the generated README table, `bortzoo zoo list`, and `load()` for folders, for
+"""The zoo: registry facts, the generated table of docs/zoo.md, `bortzoo zoo list`, and `load()` for folders, for
 `amazon/bort` from a Hugging Face cache laid out like the real one (offline), and for zoo entries."""
 
 import hashlib
@@ -15,7 +15,7 @@ from bortzoo import zoo
 from bortzoo.cli import main as cli_main
 from bortzoo.errors import BortzooError
 from bortzoo.tasks import get_task
-from bortzoo.zoo import KINDS, REGISTRY, ZooEntry, get_entry, load, markdown_table, register
+from bortzoo.zoo import KINDS, REGISTRY, ZooEntry, load, markdown_table, register
 
 BORT_COMMIT = hashlib.sha1(b"bortzoo test snapshot of amazon/bort").hexdigest()  # 40 hex, like a git commit id
 
@@ -143,20 +143,15 @@ def test_register_refuses_a_duplicate_name(monkeypatch):
     assert zoo.REGISTRY["bort-2"] is new
 
 
-def test_get_entry_suggests_the_close_name():
-    assert get_entry("bort").hub_id == "amazon/bort"
-    with pytest.raises(BortzooError, match="no zoo entry 'bortt'.*Did you mean 'bort'"):
-        get_entry("bortt")
 
-
-# -- 2. the README's zoo table is generated --------------------------------------------------------------
+# -- 2. the zoo page's table is generated --------------------------------------------------------------
 def test_readme_zoo_block_equals_markdown_table():
-    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = (REPO / "docs" / "zoo.md").read_text(encoding="utf-8").splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("<!-- zoo:start")]
     ends = [i for i, line in enumerate(lines) if line.strip() == "<!-- zoo:end -->"]
-    assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0], "README needs one zoo:start/zoo:end pair"
+    assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0], "docs/zoo.md needs one zoo:start/zoo:end pair"
     block = "\n".join(lines[starts[0] + 1:ends[0]])
-    assert block == markdown_table(), "README zoo table is stale: regenerate it with `python -m bortzoo.zoo`"
+    assert block == markdown_table(), "docs/zoo.md's zoo table is stale: regenerate it with `python -m bortzoo.zoo`"
 
 
 def test_markdown_table_has_one_row_per_entry():
@@ -329,3 +324,32 @@ def test_load_runs_in_the_dtype_asked_for_and_logs_what_is_stored(tmp_path, capl
     assert {p.dtype for p in kept.parameters()} == {torch.float16}
     with pytest.raises(BortzooError, match="dtype must be one of"):
         load(str(folder), dtype="fp8")
+
+
+def test_one_resolver_reads_every_kind_of_model_reference(tmp_path, bort_layout_dir):
+    from bortzoo.arch import get_arch
+    from bortzoo.zoo import model_ref
+
+    random = model_ref(None, arch="bort")
+    assert random.kind == "arch" and random.arch() == get_arch("bort")
+    named = model_ref("bert-large-rte")  # a zoo name: its Hub id and pinned revision
+    assert named.kind == "pretrained" and named.source == REGISTRY["bert-large-rte"].hub_id
+    assert named.entry is REGISTRY["bert-large-rte"] and named.revision == REGISTRY["bert-large-rte"].revision
+    assert model_ref("org/some-model", "v1") == model_ref("org/some-model", "v1")
+    assert model_ref("org/some-model", "v1").source == "org/some-model"
+    folder = model_ref(str(bort_layout_dir))
+    assert folder.kind == "pretrained" and folder.folder() == bort_layout_dir
+    config = json.loads((bort_layout_dir / "config.json").read_text())
+    assert (folder.arch().depth, folder.arch().hidden) == (config["num_hidden_layers"], config["hidden_size"])
+    assert model_ref(str(bort_layout_dir), arch="bert-large").kind == "pretrained"  # the weights win over a shape
+    with pytest.raises(BortzooError, match="does not exist"):
+        model_ref(str(tmp_path / "missing.ckpt"))
+    with pytest.raises(BortzooError, match="no model"):
+        model_ref(None)
+    (tmp_path / "student.ckpt").write_bytes(b"")
+    checkpoint = model_ref(str(tmp_path / "student.ckpt"))
+    assert checkpoint.kind == "checkpoint"
+    with pytest.raises(BortzooError, match="has no model folder"):
+        checkpoint.folder()
+    with pytest.raises(BortzooError, match="export a pretraining checkpoint first"):
+        load(str(tmp_path / "student.ckpt"))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bortzoo.errors import BortzooError
+from bortzoo.files import atomic_path
 from bortzoo.tasks.spec import CHOICE, CLASSES, TaskSpec
 
 AGORA_KINDS = (CLASSES, CHOICE)
@@ -67,9 +68,6 @@ def split_dev(labels: list[int], ids: list[int], agora_fraction: float, seed: in
     return sorted(agora), sorted(held_out)
 
 
-def rows_by_id(data, spec: TaskSpec) -> dict[int, dict[str, Any]]:
-    """The split's rows as dicts keyed by their id column."""
-    return {row[spec.id_column]: row for row in data}
 
 
 def select_ids(data, spec: TaskSpec, ids: list[int]):
@@ -88,9 +86,8 @@ def write_task_folder(folder: Path, spec: TaskSpec, splits: dict[str, Any]) -> P
     files = []
     for split, data in splits.items():
         target = config_dir / f"{split}-00000-of-00001.parquet"
-        partial = target.with_name(f".{target.name}.partial")
-        data.to_parquet(str(partial))
-        partial.replace(target)
+        with atomic_path(target) as tmp:
+            data.to_parquet(str(tmp))
         files.append({"split": split, "path": f"{spec.config}/{split}-*"})
     meta = {"pretty_name": f"Agora data for {spec.name} (schema of {spec.dataset})",
             "configs": [{"config_name": spec.config, "data_files": files}]}

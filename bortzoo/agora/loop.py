@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from bortzoo.agora.examples import (
 from bortzoo.agora.transforms import Transform, get_transform
 from bortzoo.agora.trials import apply_overrides, expand_sets, prepare_trial, run_trials, set_name, trial_config
 from bortzoo.errors import BortzooError
+from bortzoo.files import atomic_path, write_text
 from bortzoo.resources import resolve_recipe
 from bortzoo.tasks import get_task
 
@@ -76,7 +76,7 @@ class State:
 
     def put(self, name: str, value: Any) -> Any:
         self.steps[name] = value
-        from bortzoo.results import write_json
+        from bortzoo.files import write_json
 
         write_json(self.path, {"settings": self.key, "steps": self.steps})
         return value
@@ -167,9 +167,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    partial.replace(path)
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def make_examples(spec, best_checkpoint: str, weak, agora_dev, transform: Transform, variants: int,
@@ -368,8 +366,8 @@ def finish(folder: Path, spec, iterations: list[dict], replayed: Optional[dict],
     checkpoints = folder / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     best_copy = checkpoints / "best.ckpt"
-    shutil.copyfile(trial["checkpoint"], best_copy.with_suffix(".partial"))
-    os.replace(best_copy.with_suffix(".partial"), best_copy)
+    with atomic_path(best_copy) as tmp:
+        shutil.copyfile(trial["checkpoint"], tmp)
     final = score_checkpoint(str(best_copy), spec, parts, encoding)
     report = {
         "format": REPORT_FORMAT, "task": spec.name, "benchmark": spec.benchmark, "metrics": list(spec.metrics),
@@ -387,7 +385,7 @@ def finish(folder: Path, spec, iterations: list[dict], replayed: Optional[dict],
         "note": "agora_dev scores are optimistic: that part chose the sets and its mistakes became training rows; "
                 "held_out never entered training nor chose anything.",
     }
-    from bortzoo.results import write_json
+    from bortzoo.files import write_json
 
     write_json(folder / REPORT_FILE, report)
     from bortzoo.agora.plot import plot_report
@@ -402,15 +400,15 @@ def finish(folder: Path, spec, iterations: list[dict], replayed: Optional[dict],
 def publishable_run(folder: Path, report: dict, trial_checkpoint: Path) -> None:
     """OUT as a fine-tune run folder (results.json, config.yaml, checkpoints/best.ckpt) for `bortzoo publish`,
     whose card then reports the held-out score and the Agora summary."""
+    from bortzoo.files import RESULTS_FILE, write_json
     from bortzoo.publish.run_folder import resolved_recipe
-    from bortzoo.results import write_json
 
     trial_folder = trial_checkpoint.parent.parent
     shutil.copyfile(resolved_recipe(trial_folder), folder / "config.yaml")
-    results = json.loads((trial_folder / "results.json").read_text())
+    results = json.loads((trial_folder / RESULTS_FILE).read_text())
     results["best_checkpoint"] = str(folder / "checkpoints" / "best.ckpt")
     results["agora"] = {"held_out": report["final"]["held_out"], "agora_dev": report["final"]["agora_dev"],
                         "iterations": len(report["iterations"]), "best": report["best"],
                         "weak_model": {k: v for k, v in report["weak_model"].items() if k != "checkpoint"},
                         "added": sum(len(it["added"]) for it in report["iterations"])}
-    write_json(folder / "results.json", results)
+    write_json(folder / RESULTS_FILE, results)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bortzoo.files import atomic_path
+
 
 def plot_report(report: dict, path: Path) -> Path:
     """Draw the report's iterations (and the replay, as one more column) into `path`."""
@@ -35,8 +37,7 @@ def plot_report(report: dict, path: Path) -> Path:
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     path = Path(path)
-    partial = path.with_name(f".{path.stem}.partial.png")
-    figure.savefig(partial)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
     plt.close(figure)
-    partial.replace(path)
     return path

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import yaml
 
 from bortzoo.errors import BortzooError
+from bortzoo.files import write_text
 
 TRIAL_FILE = "trial.json"
 # keys of a set that are not TaskModel arguments: the run's seed and the training batch size
@@ -137,7 +138,7 @@ def prepare_trial(folder: Path, config: dict, values: dict[str, Any]) -> Path:
     recipe = folder / "recipe.yaml"
     if not recipe.exists():
         header = f"# Agora trial: the fine-tune recipe with {json.dumps(values)}\n"
-        recipe.write_text(header + yaml.safe_dump(config, sort_keys=False))
+        write_text(recipe, header + yaml.safe_dump(config, sort_keys=False))
     return folder
 
 
@@ -166,7 +167,7 @@ def run_trial(folder: Path) -> dict:
     result = {"score": float(callback.best_model_score), "checkpoint": str(callback.best_model_path),
               "epochs": int(cli.trainer.current_epoch), "seconds": round(time.time() - started, 1),
               "resumed": last.exists() and "--ckpt_path" in args}
-    from bortzoo.results import write_json
+    from bortzoo.files import write_json
 
     write_json(folder / TRIAL_FILE, result)  # atomic: a trial killed while writing is simply not done
     return result

@@ -50,6 +50,11 @@ class Template:
             middle = end
         return cls(tuple(start), tuple(middle), tuple(end), int(types[-1]))
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Template":
+        """The template a run recorded in its results.json (`TaskData.run_facts`)."""
+        return cls(tuple(data["start"]), tuple(data["middle"]), tuple(data["end"]), int(data["second_type"]))
+
     def budget(self, pair: bool) -> int:
         return len(self.start) + len(self.end) + (len(self.middle) if pair else 0)
 

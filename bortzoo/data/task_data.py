@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from bortzoo.data.encoding import PAIR_ENCODINGS, PadCollator, encode_split
+from bortzoo.data.encoding import PAIR_ENCODINGS, PadCollator, Template, encode_split
 from bortzoo.data.rows import describe_notes, load_split
 from bortzoo.errors import BortzooError
 from bortzoo.tasks import get_task
@@ -31,7 +31,8 @@ class TaskData(L.LightningDataModule):
     `test` reads the test split where its labels are public (RACE) and the dev splits where they are
     hidden (GLUE: real test scores need a leaderboard submission, see `bortzoo predict`); `predict` reads
     the test splits (MNLI's include the AX diagnostic). Texts are tokenised with the fine-tuned model's
-    tokenizer (`TaskModel.tokenizer`); set `tokenizer` on the instance to use this module on its own.
+    tokenizer (`TaskModel.tokenizer`), which `bortzoo fit` hands over through `connect`; call
+    `connect(tokenizer)` yourself to use this module on its own.
 
     Args:
         task: A registered task name (``sst2``, ``mnli``, ``race-high``...).
@@ -67,14 +68,29 @@ class TaskData(L.LightningDataModule):
         self.notes: dict[str, dict[str, list[tuple[int, str]]]] = {}
 
     # -- setup ---------------------------------------------------------------------------------------
+    def connect(self, tokenizer) -> None:
+        """Tokenise with `tokenizer`, the model's (`bortzoo fit` hands it over once model and data are built)."""
+        self.tokenizer = tokenizer
+
     def _tokenizer(self):
         if self.tokenizer is None:
-            model = self.trainer.lightning_module if self.trainer is not None else None
-            self.tokenizer = getattr(model, "tokenizer", None)
-            if self.tokenizer is None:
-                raise BortzooError("TaskData has no tokenizer: the model must bring one (TaskModel.tokenizer), or "
-                                   "set TaskData.tokenizer")
+            raise BortzooError("TaskData has no tokenizer: bortzoo fit hands it the model's; outside the CLI call "
+                               "data.connect(model.tokenizer) before the Trainer runs")
         return self.tokenizer
+
+    def run_facts(self) -> dict:
+        """What this data made of the run, for its results.json: the pair template as token ids (what publishing
+        bakes into the shipped tokenizer), the rows truncated and the rows kept with a noted problem."""
+        import dataclasses
+
+        return {
+            "pair_encoding": self.hparams.pair_encoding,
+            "pair_template": dataclasses.asdict(Template.of(self._tokenizer(), self.hparams.pair_encoding)),
+            "truncated": dict(self.truncated),
+            # rows kept with a problem the spec noted (a ReCoRD query without its placeholder): count per column
+            "noted": {key: {column: len(rows) for column, rows in notes.items()}
+                      for key, notes in self.notes.items() if notes},
+        }
 
     def splits_for(self, stage: str) -> tuple[EvalSplit, ...]:
         """The evaluation splits `stage` reads, in loader order (the model names its metrics from them)."""

@@ -36,9 +36,3 @@ def paragraphs(n: int, seed: int = 0, sentences_per_paragraph: tuple[int, int] =
     lo, hi = sentences_per_paragraph
     return [" ".join(sentence(rng) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
 
-
-def write_corpus(path: str, n: int = 2000, seed: int = 0) -> str:
-    """Write a corpus file of `n` paragraphs, one per line."""
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(paragraphs(n, seed)) + "\n")
-    return path

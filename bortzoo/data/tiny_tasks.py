@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from bortzoo.data.tiny_corpus import ADJECTIVES, CAPITALS, NOUNS, PLACES, TIMES, VERBS
-from bortzoo.errors import BortzooError
 from bortzoo.resources import ASSETS
 from bortzoo.tasks.glue import GLUE_ID, GLUE_TASKS, NLI2, NLI3
 from bortzoo.tasks.race import RACE_ID, RACE_LETTERS, RACE_TASKS
@@ -654,12 +653,6 @@ def write_fixtures(root: "str | Path" = TINY_TASKS_DIR, seed: int = 0) -> Path:
     return root
 
 
-def dataset_folder(spec: TaskSpec, root: "str | Path" = TINY_TASKS_DIR) -> str:
-    """The fixtures folder that stands in for `spec.dataset` (load it with `spec.config` as the name)."""
-    if spec.dataset not in FOLDERS:
-        raise BortzooError(f"task {spec.name!r}: no fixtures for dataset {spec.dataset!r}; "
-                           f"fixtures exist for {', '.join(FOLDERS)}")
-    return str(Path(root) / FOLDERS[spec.dataset])
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -18,6 +18,7 @@ from typing import Iterable, Optional, Sequence
 
 from bortzoo.demo import SIDES
 from bortzoo.errors import BortzooError
+from bortzoo.files import RESULTS_FILE
 from bortzoo.tasks import reported as published
 
 REPORTED = "reported by the authors (test server)"
@@ -68,7 +69,7 @@ def results_scores(path: "str | Path", side: str) -> list[Score]:
     from bortzoo.tasks import get_task
 
     path = Path(path)
-    file = path / "results.json" if path.is_dir() else path
+    file = path / RESULTS_FILE if path.is_dir() else path
     if not file.is_file():
         return []
     try:
@@ -121,9 +122,9 @@ def local_scores(ref: str, side: str) -> list[Score]:
     if path.is_dir():
         found = results_scores(path, side)
         return found or (card_scores(path / "README.md", side) if (path / "README.md").is_file() else [])
-    from bortzoo.zoo import REGISTRY
+    from bortzoo.zoo import model_ref
 
-    repo = REGISTRY[ref].hub_id if ref in REGISTRY else ref
+    repo = model_ref(ref).source
     try:
         from huggingface_hub import try_to_load_from_cache
 

@@ -52,9 +52,9 @@ def load_checkpoint(ref: str, task: str, settings: DemoSettings) -> Loaded:
     """`bortzoo.load(ref)`, checked to be a model fine-tuned for `task`, with its pair template read off
     its tokenizer (published bortzoo models carry Bort's template there)."""
     from bortzoo.data.encoding import Template
-    from bortzoo.hub import resolve, stored_dtype
+    from bortzoo.hub import stored_dtype
     from bortzoo.serve.task_guard import check_head
-    from bortzoo.zoo import load, source_of
+    from bortzoo.zoo import load, model_ref
 
     start = time.perf_counter()
     model, tokenizer = load(ref, dtype="float32")
@@ -63,7 +63,7 @@ def load_checkpoint(ref: str, task: str, settings: DemoSettings) -> Loaded:
     max_length = min(settings.max_length, positions)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     return Loaded(ref, model, tokenizer, Template.of(tokenizer), max_length, time.perf_counter() - start, 0.0,
-                  dtype=dtype, stored_dtype=stored_dtype(resolve(*source_of(ref))))
+                  dtype=dtype, stored_dtype=stored_dtype(model_ref(ref).folder()))
 
 
 class ModelPool:
@@ -177,11 +177,11 @@ def fetch_hint(ref: str) -> str:
     import os
 
     from bortzoo.hub import is_hub_id
-    from bortzoo.zoo import REGISTRY
+    from bortzoo.zoo import model_ref
 
     if os.path.isdir(os.path.expanduser(ref)):
         return ""
-    repo = REGISTRY[ref].hub_id if ref in REGISTRY else ref
+    repo = model_ref(ref).source
     return f" (fetch it with `hf download {repo}` while online)" if is_hub_id(repo) else ""
 
 

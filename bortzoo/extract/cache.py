@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from bortzoo.errors import BortzooError
+from bortzoo.files import atomic_path
 
 CACHE_FORMAT = 1
 
@@ -66,9 +67,8 @@ class TeacherCache:
         from safetensors.torch import save_file
 
         path = self.path(split, index)
-        partial = path.with_suffix(f".partial-{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial), metadata={"key": self.key})
-        os.replace(partial, path)  # concurrent shards write identical content; the last rename wins
+        with atomic_path(path) as tmp:  # concurrent shards write identical content; the last rename wins
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"key": self.key})
 
     def fill(self, split: str, batches: Callable[[], Iterator[dict[str, torch.Tensor]]], count: int,
              teacher_topk: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]) -> int:

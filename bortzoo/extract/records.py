@@ -16,8 +16,6 @@ from bortzoo.arch import Arch
 from bortzoo.errors import BortzooError
 from bortzoo.files import write_json as write_plain_json
 
-RESULT_FORMAT = 1
-
 
 def candidate_key(arch: Arch) -> str:
     return f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}"
@@ -27,14 +25,14 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_json(path: Path, payload: dict) -> None:
+def write_checked(path: Path, payload: dict) -> None:
     """Atomically write `payload` with a checksum of its content, so a torn or edited file is detected."""
     body = dict(payload)
     body["checksum"] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     write_plain_json(path, body, sort_keys=True)
 
 
-def read_json(path: Path, settings: str) -> Optional[dict]:
+def read_checked(path: Path, settings: str) -> Optional[dict]:
     """A valid result file, or None when missing. Corrupt files are reported, set aside and recomputed;
     files of another search are refused."""
     if not path.exists():

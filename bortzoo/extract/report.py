@@ -14,7 +14,7 @@ from typing import Any
 
 from bortzoo.arch import Arch
 from bortzoo.errors import BortzooError
-from bortzoo.extract.records import candidate_key, read_json
+from bortzoo.extract.records import candidate_key, read_checked
 from bortzoo.extract.scoring import (
     Measures,
     describe_score,
@@ -22,6 +22,7 @@ from bortzoo.extract.scoring import (
     rank,
     score_function,
 )
+from bortzoo.files import atomic_path, write_text
 
 BORT_SHAPE = (4, 8, 1024, 768)
 
@@ -34,7 +35,7 @@ def load_plan(run: Path) -> dict:
     bodies = []
     for path in plans:
         raw = json.loads(path.read_text())
-        body = read_json(path, raw.get("settings"))
+        body = read_checked(path, raw.get("settings"))
         if body is None:
             raise BortzooError(f"search plan {path} is corrupt: run that shard again")
         bodies.append(body)
@@ -54,7 +55,7 @@ def gather(run: Path, plan: dict) -> tuple[list[Arch], list[Measures], list[dict
     missing, error_of, rows = [], {}, []
     for group in plan["groups"]:
         rep = archs[group[0]]
-        result = read_json(run / "results" / f"{candidate_key(rep)}.json", plan["settings"])
+        result = read_checked(run / "results" / f"{candidate_key(rep)}.json", plan["settings"])
         if result is None:
             missing.append(rep.short())
             continue
@@ -63,7 +64,7 @@ def gather(run: Path, plan: dict) -> tuple[list[Arch], list[Measures], list[dict
     latency_of = {}
     if plan["latency"]["enabled"]:
         for index, arch in enumerate(archs):
-            result = read_json(run / "latency" / f"{candidate_key(arch)}.json", plan["latency_settings"])
+            result = read_checked(run / "latency" / f"{candidate_key(arch)}.json", plan["latency_settings"])
             if result is None:
                 missing.append(f"{arch.short()} (latency)")
             else:
@@ -105,13 +106,13 @@ def report(out: str, top: int = 10) -> dict[str, Any]:
                       "latency_ms": "" if m.latency_ms is None else round(m.latency_ms, 3),
                       "error": round(m.error, 5), "score": round(scores[index], 6), "pareto": front[index],
                       "trained": rows[index]["trained"], "representative": rows[index]["representative"]})
-    with open(run / "candidates.csv", "w", newline="") as handle:
+    with atomic_path(run / "candidates.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
 
     best = archs[order[0]]
-    (run / "best.yaml").write_text(
+    write_text(run / "best.yaml",
         f"# The search's winner by {plan['score']} ({describe_score(weights, use_latency, archs[plan['maximum_point']].short())}).\n"
         "# Feed it to the pretraining recipe: model.init_args.arch\n"
         + "".join(f"{key}: {value}\n" for key, value in best.as_dict().items()))
@@ -131,12 +132,11 @@ def write_markdown(run: Path, plan: dict, archs: list[Arch], measures: list[Meas
 
     def row(i: int) -> str:
         m = measures[i]
-        cost_value = f"{m.latency_ms:.2f}" if use_latency else f"{m.flops / 1e9:.3f}"
         latency = "" if m.latency_ms is None else f"{m.latency_ms:.2f}"
         return (f"| {position[i]} | {archs[i].short()} | {m.params / 1e6:.2f} M | {m.flops / 1e9:.3f} | {latency} | "
                 f"{m.error:.4f} | {scores[i]:.4f} | {'yes' if front[i] else ''} |")
 
-    header = f"| rank | ⟨D,A,H,I⟩ | params | GFLOPs | latency ms | error | score | Pareto |\n|---|---|---|---|---|---|---|---|"
+    header = "| rank | ⟨D,A,H,I⟩ | params | GFLOPs | latency ms | error | score | Pareto |\n|---|---|---|---|---|---|---|---|"
     bort = next((i for i, a in enumerate(archs) if (a.depth, a.heads, a.hidden, a.intermediate) == BORT_SHAPE), None)
     if bort is None:
         bort_line = "Bort's ⟨4,8,1024,768⟩ is not in this search space."
@@ -158,7 +158,7 @@ def write_markdown(run: Path, plan: dict, archs: list[Arch], measures: list[Meas
         *(row(i) for i in order if front[i]), "", "## Settings", "", "```json",
         json.dumps({k: plan[k] for k in ("result_settings", "epsilon", "s", "score", "weights", "use_latency",
                                          "latency")}, indent=2, default=str), "```", ""]
-    (run / "report.md").write_text("\n".join(lines))
+    write_text(run / "report.md", "\n".join(lines))
 
 
 def plot(run: Path, archs: list[Arch], measures: list[Measures], front: list[bool], use_latency: bool) -> None:

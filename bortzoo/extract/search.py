@@ -32,9 +32,9 @@ from bortzoo.arch import (
 from bortzoo.errors import BortzooError
 from bortzoo.extract.records import (
     candidate_key,
-    read_json,
+    read_checked,
     settings_hash,
-    write_json,
+    write_checked,
 )
 from bortzoo.extract.scoring import Measures, maximum_point, partition, step_budget
 
@@ -299,7 +299,7 @@ def extract(
                        "precision": precision}
     settings = settings_hash(result_settings)
     latency_settings = settings_hash({"latency": asdict(latency)})
-    write_json(run / f"search-{k}-of-{n}.json", {
+    write_checked(run / f"search-{k}-of-{n}.json", {
         "settings": settings, "result_settings": result_settings, "space": [a.as_dict() for a in archs],
         "groups": groups, "maximum_point": top, "epsilon": epsilon, "s": s, "score": score, "weights": list(weights),
         "use_latency": use_latency, "latency": asdict(latency), "latency_settings": latency_settings,
@@ -332,15 +332,15 @@ def extract(
     with tqdm(total=len(mine) + len(my_latency), desc=f"extract {k}/{n}", unit="cand") as bar:
         for index in my_latency:
             path = run / "latency" / f"{candidate_key(archs[index])}.json"
-            if read_json(path, latency_settings) is None:
-                write_json(path, {"settings": latency_settings, "arch": archs[index].as_dict(),
+            if read_checked(path, latency_settings) is None:
+                write_checked(path, {"settings": latency_settings, "arch": archs[index].as_dict(),
                                   "latency_ms": measure_latency(archs[index], latency)})
             bar.update()
         for index in mine:
             arch = archs[index]
             path = run / "results" / f"{candidate_key(arch)}.json"
             bar.set_postfix(candidate=arch.short())
-            if read_json(path, settings) is None:
+            if read_checked(path, settings) is None:
                 with CandidateLock(path.with_suffix(".lock"), shard):
                     kept = [run / "weights" / f".{candidate_key(arch)}.theta-{i}" for i in range(len(thetas))]
                     runs = [surrogate_error(arch, train, evaluation, steps, theta, seed, accelerator, precision,
@@ -349,7 +349,7 @@ def extract(
                     best = min(runs, key=lambda r: r["error"])
                     if save_weights:
                         keep_best_weights(kept, runs.index(best), run / "weights" / candidate_key(arch))
-                    write_json(path, {"settings": settings, "arch": arch.as_dict(), "error": best["error"],
+                    write_checked(path, {"settings": settings, "arch": arch.as_dict(), "error": best["error"],
                                       "best_theta": best["theta"], "runs": runs, "shard": shard})
             bar.update()
     if n == 1:

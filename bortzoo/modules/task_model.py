@@ -9,7 +9,6 @@ from the task spec.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Union
 
 import lightning as L
@@ -88,6 +87,10 @@ class TaskModel(L.LightningModule):
         eps: AdamW epsilon.
     """
 
+    #: The last evaluation, `{"stage", "splits": {board: {metric: value}}, "score"}`, set at each evaluation's end
+    #: and read by `bortzoo.results.TaskResults` (the `TaskRun` it records).
+    last_results: dict[str, Any]
+
     def __init__(
         self,
         task: str = "sst2",
@@ -159,25 +162,25 @@ class TaskModel(L.LightningModule):
     def _build_encoder(self):
         from transformers import BertModel
 
+        from bortzoo.zoo import model_ref
+
         hp = self.hparams
-        if hp.model is None:
-            arch = get_arch(hp.arch)
-            return BertModel(arch.to_bert_config(), add_pooling_layer=hp.head == "pooler"), None
-        if str(hp.model).endswith(".ckpt"):
-            if not os.path.isfile(hp.model):
-                raise BortzooError(f"checkpoint {hp.model!r} does not exist")
-            encoder, tokenizer = load_student_checkpoint(hp.model)
+        ref = model_ref(hp.model, hp.revision, hp.arch)
+        if ref.kind == "arch":
+            return BertModel(ref.shape.to_bert_config(), add_pooling_layer=hp.head == "pooler"), None
+        if ref.kind == "checkpoint":
+            encoder, tokenizer = load_student_checkpoint(ref.source)
             if hp.head == "pooler":
                 raise BortzooError("a pretraining checkpoint has no pooler: use head 'bort'")
             return encoder, tokenizer
-        from bortzoo.hub import load_encoder, resolve, stored_dtype, weight_names
+        from bortzoo.hub import load_encoder, stored_dtype, weight_names
 
         kwargs = {} if hp.head == "pooler" else {"add_pooling_layer": False}
         try:
-            encoder = load_encoder(hp.model, hp.revision, **kwargs)
+            encoder = load_encoder(ref.source, ref.revision, **kwargs)
         except TypeError:  # encoders without the option (e.g. some non-BERT families)
-            encoder = load_encoder(hp.model, hp.revision)
-        folder = resolve(hp.model, hp.revision)
+            encoder = load_encoder(ref.source, ref.revision)
+        folder = ref.folder()
         stored = stored_dtype(folder)
         if stored not in ("float32", "unknown"):
             rank_zero_info(f"{hp.model}: weights stored as {stored}; fine-tuned from float32 master weights "
@@ -186,17 +189,22 @@ class TaskModel(L.LightningModule):
             rank_zero_warn(f"head 'pooler': {hp.model} has no pretrained pooler weights, so the pooler (dense+tanh) "
                            "starts from random values: this is head 'bort' with one dropout less. Use head 'bort' "
                            "to say so, or a checkpoint with a pooler (BERT's next-sentence pooler)")
-        return encoder, hp.model
+        return encoder, ref.source
 
     def _restore_head(self) -> bool:
         """Starting from a task folder of this task (`bortzoo publish` writes them), keep its trained head."""
-        model = self.hparams.model
-        if model is None or str(model).endswith(".ckpt"):
-            return False
         from bortzoo.convert import restore_head
-        from bortzoo.hub import resolve
+        from bortzoo.zoo import model_ref
 
-        return restore_head(self, resolve(model, self.hparams.revision))
+        ref = model_ref(self.hparams.model, self.hparams.revision, self.hparams.arch)
+        return ref.kind == "pretrained" and restore_head(self, ref.folder())
+
+    def run_facts(self) -> dict:
+        """What this model was, for its run's results.json: where it started and the encoder's exact shape."""
+        from bortzoo.arch import Arch
+
+        return {"model": self.hparams.get("model") or f"random {get_arch(self.hparams.get('arch')).short()}",
+                "head": self.hparams.get("head"), "arch": Arch.from_config(self.encoder.config).as_dict()}
 
     def _init_module(self, module: nn.Module) -> None:
         """BERT's initialisation: N(0, initializer_range) weights, zero biases, unit LayerNorm."""

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import yaml
 
 from bortzoo.errors import BortzooError, first_line
+from bortzoo.files import RESULTS_FILE, SUMMARY_FILE, write_json, write_text
 from bortzoo.publish.run_folder import Run
 from bortzoo.resources import project_path
 
@@ -40,17 +41,13 @@ def write_card(run: Run, folder: Path, repo_id: Optional[str] = None, latency: O
 
     name = repo_id.split("/")[-1] if repo_id else _default_name(run)
     card = render(run, name, repo_id=repo_id, latency=latency, base_model=base_model, optimized=optimized)
-    (folder / "README.md").write_text(str(card) + "\n", encoding="utf-8")
+    write_text(folder / "README.md", str(card) + "\n")
 
 
 def _default_name(run: Run) -> str:
     folder = run.extra.get("sweep_folder") or run.folder
     return f"{Path(folder).name}-{run.arch.short().strip('<>').replace(',', '-')}" if run.kind == "candidate" \
         else Path(folder).name
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 # -- no path of this machine leaves it ---------------------------------------------------------------
@@ -101,7 +98,7 @@ def public_json(data: Any, task: Any = None, key: Any = None) -> Any:
 
 
 def _ship_json(source: Path, target: Path, task: Any = None) -> None:
-    """Copy a run's JSON file, rewritten (same layout as `bortzoo.results.write_json`) where it names local paths."""
+    """Copy a run's JSON file, rewritten (same layout as `bortzoo.files.write_json`) where it names local paths."""
     data = json.loads(source.read_text(encoding="utf-8"))
     public = public_json(data, task)
     if public == data:
@@ -164,7 +161,7 @@ def _write_recipe(run: Run, folder: Path, sort_keys: bool = False) -> None:
     first = run.recipe.read_text(encoding="utf-8").split("\n", 1)[0] if yaml_file else ""
     if re.fullmatch(r"# lightning(\.pytorch)?==[\w.+-]+", first):  # the version line Lightning writes: kept
         note += first + "\n"
-    (folder / "recipe.yaml").write_text(note + yaml.safe_dump(public, sort_keys=sort_keys), encoding="utf-8")
+    write_text(folder / "recipe.yaml", note + yaml.safe_dump(public, sort_keys=sort_keys))
 
 
 def _task_files(run: Run, folder: Path) -> None:
@@ -181,17 +178,19 @@ def _task_files(run: Run, folder: Path) -> None:
     from bortzoo.export import save_quietly
 
     save_quietly(to_hf(model), folder)
-    pair_encoding = run.data_args().get("pair_encoding", "tokenizer")
-    save_tokenizer(model.tokenizer, folder, Template.of(model.tokenizer, pair_encoding))
+    recorded = run.results.get("pair_template")  # runs from before results.json recorded it: from the recipe
+    template = (Template.from_dict(recorded) if recorded else
+                Template.of(model.tokenizer, run.data_args().get("pair_encoding", "tokenizer")))
+    save_tokenizer(model.tokenizer, folder, template)
     _write_recipe(run, folder)
     task = run.results["task"]
-    _ship_json(run.folder / "results.json", folder / "results.json", task)
+    _ship_json(run.folder / RESULTS_FILE, folder / RESULTS_FILE, task)
     if (run.folder / "agora.json").is_file():  # an Agora run's full report ships with the model, and its plot
         _ship_json(run.folder / "agora.json", folder / "agora.json", task)
     if (run.folder / "agora.png").is_file():
         shutil.copyfile(run.folder / "agora.png", folder / "agora.png")
     if run.seeds is not None:
-        _write_json(folder / "seeds.json", public_json(run.seeds, task))
+        write_json(folder / SUMMARY_FILE, public_json(run.seeds, task), sort_keys=True)
 
 
 def _pretrained_files(run: Run, folder: Path) -> None:
@@ -213,7 +212,7 @@ def _pretrained_files(run: Run, folder: Path) -> None:
     if not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json", "vocab.txt")):
         raise BortzooError(f"{run.folder}: the exported model has no tokenizer files to ship")
     _write_recipe(run, folder)
-    _write_json(folder / "results.json", public_json(run.results))
+    write_json(folder / RESULTS_FILE, public_json(run.results), sort_keys=True)
 
 
 def _candidate_files(run: Run, folder: Path) -> None:
@@ -223,7 +222,7 @@ def _candidate_files(run: Run, folder: Path) -> None:
         shutil.copyfile(run.model_folder / name, folder / name)
     load_tokenizer(run.extra["tokenizer"]).save_pretrained(folder)
     _write_recipe(run, folder, sort_keys=True)
-    _write_json(folder / "results.json", public_json(run.results))
+    write_json(folder / RESULTS_FILE, public_json(run.results), sort_keys=True)
 
 
 # -- latency ---------------------------------------------------------------------------------------

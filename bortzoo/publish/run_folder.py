@@ -21,6 +21,7 @@ import yaml
 
 from bortzoo.arch import Arch, get_arch
 from bortzoo.errors import BortzooError
+from bortzoo.files import RESULTS_FILE, SUMMARY_FILE
 
 KINDS = ("pretrained", "task", "candidate")
 
@@ -55,7 +56,7 @@ def read_run(path: str | Path, seed: Optional[int] = None, candidate: Optional[s
     folder = Path(path)
     if not folder.is_dir():
         raise BortzooError(f"run folder {str(folder)!r} does not exist")
-    if (folder / "seeds.json").is_file():
+    if (folder / SUMMARY_FILE).is_file():
         return _read_sweep(folder, seed)
     if seed is not None:
         raise BortzooError(f"--seed {seed} given but {folder} is not a seed sweep (no seeds.json)")
@@ -63,7 +64,7 @@ def read_run(path: str | Path, seed: Optional[int] = None, candidate: Optional[s
         return _read_search(folder, candidate)
     if candidate is not None:
         raise BortzooError(f"--candidate given but {folder} is not an extraction run (no search-*.json)")
-    if (folder / "results.json").is_file():
+    if (folder / RESULTS_FILE).is_file():
         return _read_finetune(folder)
     if (folder / "checkpoints").is_dir() or (folder / "model" / "config.json").is_file():
         return _read_pretrain(folder)
@@ -108,16 +109,25 @@ def _load_yaml(path: Path) -> dict:
 
 # -- fine-tunes ------------------------------------------------------------------------------------
 def _read_finetune(folder: Path) -> Run:
-    results = read_json(folder / "results.json")
+    results = read_json(folder / RESULTS_FILE)
     if results.get("stage") != "fit" or "best" not in results:
         raise BortzooError(f"{folder / 'results.json'} is not the results of a finished fine-tune (stage 'fit' with "
                            "'best' metrics); validate/test results alone cannot be published")
     recipe = resolved_recipe(folder)
     config = _load_yaml(recipe)
     checkpoint = _find_checkpoint(folder, results.get("best_checkpoint"), "best.ckpt")
-    model_args = (config.get("model") or {}).get("init_args") or {}
-    arch = _task_arch(model_args)
-    return Run("task", folder, recipe, config, arch, results, checkpoint=checkpoint)
+    return Run("task", folder, recipe, config, _task_arch(results, config), results, checkpoint=checkpoint)
+
+
+def _task_arch(results: dict, config: dict) -> Arch:
+    """The encoder's shape as the run recorded it in results.json; runs from before it did are read through the
+    model reference of their recipe."""
+    if results.get("arch") is not None:
+        return get_arch(results["arch"])
+    from bortzoo.zoo import model_ref
+
+    args = (config.get("model") or {}).get("init_args") or {}
+    return model_ref(args.get("model"), args.get("revision"), args.get("arch")).arch()
 
 
 def _find_checkpoint(folder: Path, recorded: Optional[str], default_name: str) -> Path:
@@ -133,25 +143,10 @@ def _find_checkpoint(folder: Path, recorded: Optional[str], default_name: str) -
                        f"{', '.join(str(c) for c in candidates)})")
 
 
-def _task_arch(model_args: dict) -> Arch:
-    """The encoder's shape: the recipe's arch, or the config of the model it started from."""
-    if model_args.get("arch") is not None:
-        return get_arch(model_args["arch"])
-    source = model_args.get("model")
-    if source and str(source).endswith(".ckpt"):
-        import torch
-
-        hparams = torch.load(source, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-        return get_arch(hparams["arch"])
-    from bortzoo.hub import load_config
-
-    return Arch.from_config(load_config(source, model_args.get("revision")))
-
-
 def _read_sweep(folder: Path, seed: Optional[int]) -> Run:
-    summary = read_json(folder / "seeds.json")
+    summary = read_json(folder / SUMMARY_FILE)
     runs = {}
-    for path in sorted(folder.glob("seed-*/results.json")):
+    for path in sorted(folder.glob(f"seed-*/{RESULTS_FILE}")):
         runs[_number(path.parent.name)] = read_json(path)
     if not runs:
         raise BortzooError(f"missing run files: {folder} has seeds.json but no seed-<n>/results.json")

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bortzoo.errors import BortzooError
+from bortzoo.files import write_json
 from bortzoo.publish.build import (
     OPTIMIZED_FILE,
-    _write_json,
     build_folder,
     measure_optimized,
     resolve_latency,
@@ -158,7 +158,7 @@ def publish(
     if optimized:  # measured on the built folder, as it will be downloaded
         guard = measure_optimized(run, folder, optimized_examples)
         write_card(run, folder, repo_id=repo_id, latency=latency_data, base_model=base_model, optimized=guard)
-        _write_json(folder / OPTIMIZED_FILE, guard)
+        write_json(folder / OPTIMIZED_FILE, guard, sort_keys=True)
     files = _files(folder)
     print(f"built {folder} ({run.kind} {run.arch.short()}):")
     for name, size in files:

@@ -10,7 +10,6 @@ Torch and transformers are imported lazily so that `bortzoo --help` stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gc
 import io
@@ -21,7 +20,6 @@ import platform
 import re
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Un
 
 from bortzoo.arch import Arch, get_arch
 from bortzoo.errors import BortzooError
+from bortzoo.files import write_text
 from bortzoo.serve import cpu
 
 if TYPE_CHECKING:
@@ -488,18 +487,6 @@ def result_stem(info: Mapping[str, Any], threads: Sequence[int]) -> str:
             f"-torch{slug(info['torch'], keep='.')}-transformers{slug(info['transformers'], keep='.')}")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and `os.replace`, so a crash never leaves half a file behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_results(rows: Sequence[dict], meta: Mapping[str, Any], out: Union[str, Path]) -> list[Path]:
@@ -512,8 +499,8 @@ def write_results(rows: Sequence[dict], meta: Mapping[str, Any], out: Union[str,
     writer.writeheader()
     writer.writerows(rows)
     csv_path, json_path = folder / f"{stem}.csv", folder / f"{stem}.json"
-    write_atomic(csv_path, buffer.getvalue())
-    write_atomic(json_path, json.dumps({"meta": dict(meta), "rows": list(rows)}, indent=2) + "\n")
+    write_text(csv_path, buffer.getvalue())
+    write_text(json_path, json.dumps({"meta": dict(meta), "rows": list(rows)}, indent=2) + "\n")
     return [csv_path, json_path]
 
 

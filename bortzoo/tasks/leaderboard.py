@@ -35,6 +35,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from bortzoo.errors import BortzooError
+from bortzoo.files import atomic_path, write_text
 from bortzoo.tasks import get_task, tasks_of
 from bortzoo.tasks.spec import REGRESSION, EvalSplit, TaskSpec
 from bortzoo.tasks.superglue_leaderboard import SUPERGLUE_FILES, SUPERGLUE_ZIP, expected_ids_from, write_jsonl
@@ -84,12 +85,7 @@ def write_split_file(spec: TaskSpec, board: str, ids: Sequence, predictions: Seq
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{board}.tsv"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write("\t".join(header) + "\n")
-        handle.writelines(lines)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "\t".join(header) + "\n" + "".join(lines))
 
 
 def zip_files(folder: "str | Path", names: Sequence[str], zip_name: str) -> tuple[Path, list[str]]:
@@ -99,11 +95,9 @@ def zip_files(folder: "str | Path", names: Sequence[str], zip_name: str) -> tupl
     present = [name for name in names if (folder / name).is_file()]
     missing = [name for name in names if name not in present]
     target = folder / zip_name
-    tmp = target.with_name(target.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in present:
             archive.write(folder / name, arcname=name)
-    os.replace(tmp, target)
     return target, missing
 
 

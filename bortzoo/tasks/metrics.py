@@ -197,7 +197,3 @@ def to_percent(value: float) -> float:
     """A fraction as a percentage (0.853 -> 85.3)."""
     return 100.0 * float(value)
 
-
-def format_metrics(values: Mapping[str, float]) -> str:
-    """Metric fractions as leaderboard text: ``{"f1": 0.893, "accuracy": 0.854}`` -> ``"f1 89.3 / accuracy 85.4"``."""
-    return " / ".join(f"{name} {to_percent(value):.1f}" for name, value in values.items())

@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import json
 import operator
-import os
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from bortzoo.errors import BortzooError
+from bortzoo.files import write_text
 from bortzoo.tasks import get_task, tasks_of
 from bortzoo.tasks.spec import CHOICE, CLASSES, RANKING, TaskSpec
 
@@ -214,12 +214,7 @@ def write_jsonl(spec: "str | TaskSpec", board: str, ids: Sequence, predictions: 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{board}{SUFFIX}"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 # -- validation ------------------------------------------------------------------------------------------

@@ -13,12 +13,28 @@ import pytest
 import torch
 
 from bortzoo.arch import get_arch
+from bortzoo.export import write_random_masked_lm
+
+
+def write_bort_release_layout(folder, seed: int = 0, tokenizer_dir=None) -> Path:
+    """`amazon/bort` as transformers' conversion script wrote it (models/deprecated/bort/
+    convert_bort_original_gluonnlp_checkpoint_to_pytorch.py), with random values: BertForMaskedLM at the true
+    shape <4,8,1024,768> (vocabulary 50,265, 512 positions, LayerNorm eps 1e-5, pad id 1, one token type whose
+    embedding is zeroed), the masked-LM head at its initial values (only the encoder was copied), and every
+    weight in float16 (`hf_bort_model.half()` before saving). The offline stand-in for the real checkpoint
+    wherever its dtype, shape or head matters."""
+    from safetensors.torch import load_file, save_file
+
+    out = write_random_masked_lm(folder, get_arch("bort"), seed=seed, tokenizer_dir=tokenizer_dir, trained_head=False,
+                                 dtype=torch.float16)
+    state = load_file(str(out / "model.safetensors"))
+    state["bert.embeddings.token_type_embeddings.weight"].zero_()
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
 
 
 @pytest.fixture(scope="module")
 def bort_release(tmp_path_factory) -> Path:
-    from bortzoo.export import write_bort_release_layout
-
     return write_bort_release_layout(tmp_path_factory.mktemp("amazon-bort-copy") / "bort")
 
 
@@ -61,6 +77,7 @@ def test_one_fine_tuning_step_at_the_true_shape(bort_release, precision):
     data = TaskData(task="rte", data_dir=str(Path(__file__).resolve().parents[2] / "bortzoo" / "assets" /
                                               "tiny-tasks" / "glue"), max_length=64, batch_size=2, train_limit=4,
                     pair_encoding="bort")
+    data.connect(model.tokenizer)  # what bortzoo fit does (bortzoo.recipe.connect)
     probe = TrainingProbe(out=str(bort_release.parent / f"probe-{precision}.json"))
     trainer = L.Trainer(accelerator="cpu", precision=precision, max_epochs=1, limit_train_batches=1, limit_val_batches=1,
                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -7,8 +7,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import dataset_folder
 
-from bortzoo.data.tiny_tasks import TINY_TASKS_DIR, dataset_folder, main
+from bortzoo.data.tiny_tasks import TINY_TASKS_DIR, main
 from bortzoo.tasks import get_task
 from bortzoo.tasks.glue import GLUE_TASKS
 from bortzoo.tasks.race import RACE_LETTERS, RACE_TASKS, race_pairs

@@ -4,9 +4,16 @@ import filecmp
 
 from conftest import TINY_CORPUS
 
-from bortzoo.data.tiny_corpus import paragraphs, write_corpus
+from bortzoo.data.tiny_corpus import paragraphs
 from bortzoo.data.tiny_tokenizer import TINY_TOKENIZER_DIR, make_tiny_tokenizer
 from bortzoo.hub import load_tokenizer
+
+
+def write_corpus(path: str, n: int = 2000, seed: int = 0) -> str:
+    """Write a corpus file of `n` paragraphs, one per line."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(paragraphs(n, seed)) + "\n")
+    return path
 
 
 def test_shipped_tokenizer_is_what_the_project_generates(tmp_path):
