@@ -59,10 +59,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import csv
 import gc
 import io
-import json
 import logging
 import math
 import os
@@ -85,8 +83,8 @@ import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
 from bortzoo.errors import BortzooError  # noqa: E402
-from bortzoo.files import write_text  # noqa: E402
 from bortzoo.serve.bench import OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug  # noqa: E402
+from bortzoo.serve.bench import write_results as bench_results  # noqa: E402
 
 try:
     import onnxruntime as ort
@@ -839,17 +837,7 @@ def result_stem(meta: Mapping[str, Any]) -> str:
 
 def write_results(rows: Sequence[dict], meta: Mapping[str, Any], targets: Sequence[dict], out: Path) -> list[Path]:
     """CSV (one row per engine x setting) and JSON {"meta", "rows", "targets"}; returns both paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    stem = result_stem(meta)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    write_text(csv_path, buffer.getvalue())
-    write_text(json_path, json.dumps({"meta": dict(meta), "rows": list(rows), "targets": list(targets)},
-                                        indent=2) + "\n")
-    return [csv_path, json_path]
+    return bench_results(rows, meta, out, stem=result_stem(meta), targets=list(targets))
 
 
 # -- command line ---------------------------------------------------------------------------------

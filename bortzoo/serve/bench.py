@@ -489,18 +489,20 @@ def result_stem(info: Mapping[str, Any], threads: Sequence[int]) -> str:
 
 
 
-def write_results(rows: Sequence[dict], meta: Mapping[str, Any], out: Union[str, Path]) -> list[Path]:
-    """The rows as CSV and as JSON ({"meta", "rows"}) in `out`, named by `result_stem`; returns both paths."""
+def write_results(rows: Sequence[dict], meta: Mapping[str, Any], out: Union[str, Path], stem: Optional[str] = None,
+                  **extra: Any) -> list[Path]:
+    """The rows as CSV and as JSON ({"meta", "rows", **extra}) in `out`, named `stem` (default: `result_stem`);
+    returns both paths. `bench/cpu_latency.py` writes its tables (and targets) through here too."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = result_stem(meta, meta["threads"])
+    stem = stem or result_stem(meta, meta["threads"])
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     csv_path, json_path = folder / f"{stem}.csv", folder / f"{stem}.json"
     write_text(csv_path, buffer.getvalue())
-    write_text(json_path, json.dumps({"meta": dict(meta), "rows": list(rows)}, indent=2) + "\n")
+    write_text(json_path, json.dumps({"meta": dict(meta), "rows": list(rows), **extra}, indent=2) + "\n")
     return [csv_path, json_path]
 
 
