@@ -61,6 +61,12 @@ def _zoo_list() -> Callable:
     return zoo_list
 
 
+def _plan() -> Callable:
+    from bortzoo.plan import plan
+
+    return plan
+
+
 def _recipes() -> Callable:
     from bortzoo.resources import recipes
 
@@ -78,6 +84,8 @@ SUBVERBS: dict[str, dict[str, Callable[[], Callable]]] = {"extract": {"report": 
                                                           "zoo": {"list": _zoo_list}}
 # Verbs whose arguments without a default are positional (`bortzoo publish RUN_DIR`).
 POSITIONAL = {"publish"}
+# Verbs that take a Trainer recipe as --config (jsonargparse's own --config would read it as the verb's options).
+RECIPE_OPTION = {"plan": "--recipe"}
 # Verbs whose one optional argument may come first without its option (`bortzoo recipes NAME` = `--name NAME`).
 OPTIONAL_POSITIONAL = {"recipes": "--name"}
 
@@ -91,6 +99,7 @@ VERBS: dict[str, tuple[Callable[[], Callable], str]] = {
                       "pruning; held-out score"),
     "publish": (_publish, "a run as a Hub model repo with its card: bortzoo publish RUN_DIR --repo_id ORG/NAME"),
     "zoo": (_zoo_list, "the named checkpoints (`bortzoo zoo list`); load one with bortzoo.load(name)"),
+    "plan": (_plan, "before a GPU run: FLOPs, tokens, memory per device and GPU-hours of a recipe (--config RECIPE)"),
     "recipes": (_recipes, "the recipes that ship with bortzoo, one line each; given a name, that recipe's YAML to copy"),
 }
 
@@ -164,6 +173,9 @@ def run_verb(name: str, args: list[str]):
     from jsonargparse import auto_cli
 
     args = config_args(args)
+    if name in RECIPE_OPTION:
+        args = [RECIPE_OPTION[name] if a == "--config" else
+                (RECIPE_OPTION[name] + a[len("--config"):] if a.startswith("--config=") else a) for a in args]
     if name in OPTIONAL_POSITIONAL and args and not args[0].startswith("-"):
         args = [OPTIONAL_POSITIONAL[name], *args]
     subverbs = SUBVERBS.get(name, {})
@@ -172,7 +184,8 @@ def run_verb(name: str, args: list[str]):
     else:
         function, prog = VERBS[name][0](), f"bortzoo {name}"
     args = _bare_flags(function, [_underscored(a) for a in args])
-    return auto_cli(function, args=join_list_options(args), prog=prog, as_positional=name in POSITIONAL)
+    extra = {"config_help": f"The recipe to plan (the same as {RECIPE_OPTION[name]})."} if name in RECIPE_OPTION else {}
+    return auto_cli(function, args=join_list_options(args), prog=prog, as_positional=name in POSITIONAL, **extra)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

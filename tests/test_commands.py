@@ -2,7 +2,7 @@
 
 Where commands are found
   (a) `bortzoo --help` (USAGE in bortzoo/cli.py), and every `bortzoo VERB --help` (`test_verb_help_commands`);
-  (b) README.md and every docs/*.md page: fenced code blocks (not ```python ones) and inline code spans. The
+  (b) README.md and every docs/*.md page: fenced code blocks (not ```python or ```text ones) and inline code spans. The
       README's Layout block lists files, not commands: its bench/ entries must exist;
   (c) the comment lines of recipes/**.yaml;
   (d) the header comments of `run`, and the module docstrings of demo/app.py and of the verbs' modules.
@@ -220,7 +220,7 @@ def markdown_commands(page: Path) -> list[Found]:
             if line.startswith("#"):
                 heading = line.lstrip("#").strip()
             prose.append((number, line))
-        elif lang != "python" and stripped:
+        elif lang not in ("python", "text") and stripped:  # ```text blocks show output, not commands
             if heading == "Layout" and page == README:
                 if stripped.startswith("bench/"):
                     found.append(Found(stripped.split()[0], f"{name}:{number}", "file"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bortzoo.tasks.spec import CLASSES, REGRESSION, EvalSplit, TaskSpec
 
 GLUE_ID = "nyu-mll/glue"
@@ -46,6 +48,10 @@ GLUE_TASKS = (
     _glue("ax", "AX", ("premise", "hypothesis"), ("mcc",), NLI3, NLI3, train=None, validation=(),
           predicted_by="mnli"),
 )
+
+# Training rows per task, as the Hub dataset card of nyu-mll/glue lists them (`bortzoo plan` counts steps from them).
+GLUE_TRAIN_ROWS = {'cola': 8551, 'sst2': 67349, 'mrpc': 3668, 'stsb': 5749, 'qqp': 363846, 'mnli': 392702, 'qnli': 104743, 'rte': 2490, 'wnli': 635}
+GLUE_TASKS = tuple(replace(spec, train_rows=GLUE_TRAIN_ROWS.get(spec.name)) for spec in GLUE_TASKS)
 
 # The GLUE score: the mean over these groups of leaderboard columns, each group the mean of its columns,
 # each column the mean of its metrics. MNLI counts once (matched and mismatched averaged); AX not at all.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bortzoo.tasks.spec import CHOICE, EvalSplit, Pair, TaskSpec
 
 RACE_ID = "ehovy/race"
@@ -33,5 +35,8 @@ def _race(config: str, board: str) -> TaskSpec:
                     label_columns=("answer",), submission_labels=RACE_LETTERS)
 
 
-RACE_TASKS = (_race("all", "RACE"), _race("middle", "RACE-m"), _race("high", "RACE-h"))
+# Training rows per config, as the Hub dataset card of ehovy/race lists them (`bortzoo plan` counts steps from them).
+RACE_TRAIN_ROWS = {"all": 87866, "middle": 25421, "high": 62445}
+RACE_TASKS = tuple(replace(_race(config, board), train_rows=RACE_TRAIN_ROWS[config])
+                   for config, board in (("all", "RACE"), ("middle", "RACE-m"), ("high", "RACE-h")))
 RACE_ALIASES = {"race": "race-all"}

@@ -62,6 +62,7 @@ class TaskSpec:
         label_range: Valid interval of a regression label.
         num_choices: Options per example of a ``choice`` task.
         train: Training split; None for a task that is only predicted (``ax``).
+        train_rows: Rows of the Hub dataset's training split (its dataset card), for `bortzoo plan`'s step counts.
         validation: Labelled evaluation splits.
         test: Test splits; their labels are hidden (-1) unless `test_labels`.
         test_labels: Whether the test split's labels are public (RACE), so `bortzoo test` scores it.
@@ -95,6 +96,7 @@ class TaskSpec:
     label_range: Optional[tuple[float, float]] = None
     num_choices: int = 0
     train: Optional[str] = "train"
+    train_rows: Optional[int] = None
     test_labels: bool = False
     id_column: str = "idx"
     pairs: Optional[Callable[[dict], list[Pair]]] = field(default=None, repr=False, compare=False)

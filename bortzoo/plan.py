@@ -1,0 +1,373 @@
+"""`bortzoo plan --config RECIPE`: what a pretraining or fine-tuning recipe will cost, before anything runs.
+
+Compute and the memory of parameters are counted; the memory of activations is measured; time is projected:
+- **FLOPs per step** are the matmul FLOPs of `Arch` (`encoder_flops`, the masked-LM head on the predicted positions
+  only, a task head), times 3 for a trained model (forward, and a backward of twice the forward) and times 1 for
+  the frozen teacher's forward.
+- **Memory per device**, under DDP (every device holds everything): fp32 master weights, gradients and AdamW's two
+  moments, 4 + 4 + 8 bytes per trainable parameter; the frozen teacher's fp32 weights, 4 bytes per parameter;
+  and the activations autograd keeps for the backward. Those are measured on this CPU: one training forward (and
+  loss) of the student at the recipe's sequence length and precision, at batch 1 and 2, the bytes of every saved
+  tensor summed, with attention as GPUs run it (SDPA's flash kernel: no attention matrix kept). The difference is the cost of one more sequence (activations grow linearly with the batch);
+  the rest is per step (autocast's low-precision copies of the weights). Measured at batch 1 and 2 and scaled
+  to the recipe's batch, so a BERT-large recipe at sequence 512 costs seconds here, not 20 GB.
+- **Time** is total FLOPs / (peak × MFU) per GPU kind. The peaks are NVIDIA's dense bf16/fp16 tensor-core figures
+  (SXM parts, no sparsity); the MFU is an assumption (`--mfu`) until a GPU run measures bortzoo's own.
+Extraction and Agora recipes run many short fits; plan one of their fine-tunes (Agora's `finetune` recipe) instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from bortzoo.arch import Arch, get_arch
+from bortzoo.errors import BortzooError
+
+# dense bf16/fp16 tensor-core peak FLOP/s and memory (GB) of one GPU, from NVIDIA's data sheets (SXM, no sparsity)
+GPU_PEAKS = {"V100": 125e12, "A100": 312e12, "H100": 989e12, "H200": 989e12}
+GPU_MEMORY_GB = {"V100": 32, "A100": 80, "H100": 80, "H200": 141}
+DEFAULT_MFU = 0.35  # assumed, not measured: no GPU run of bortzoo has measured its model-FLOPs utilisation yet
+PAPER_PRETRAIN_GPU_HOURS = 288  # Bort's pretraining cost as the paper states it (V100 class), BORT_FACTS
+BYTES_PER_TRAINABLE = 4 + 4 + 8  # fp32 master weight, fp32 gradient, AdamW's two fp32 moments
+BYTES_PER_FROZEN = 4  # the teacher is held in fp32 (bortzoo.modules.Teacher)
+HALF_PRECISIONS = ("bf16-mixed", "16-mixed", "bf16-true", "16-true", "bf16", "16")
+
+
+@dataclass
+class Workload:
+    """What one optimizer step of a recipe does, read from the recipe alone."""
+
+    recipe: str
+    kind: str  # "pretrain" or "finetune"
+    model: Arch
+    seq_len: int
+    batch: int  # sequences of one device's micro-batch (a multiple-choice row counts its options)
+    devices: int = 1
+    nodes: int = 1
+    accumulate: int = 1
+    precision: str = "32-true"
+    steps: Optional[int] = None
+    teacher: Optional[Arch] = None
+    predictions: int = 0  # masked positions per sequence (pretraining)
+    classes: int = 0  # outputs of the task head (fine-tuning)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def world(self) -> int:
+        return self.devices * self.nodes
+
+    @property
+    def sequences_per_step(self) -> int:
+        return self.batch * self.world * self.accumulate
+
+
+# -- the recipe -------------------------------------------------------------------------------------
+def read_workload(recipe: str) -> Workload:
+    """The workload of a recipe (a path or a packaged recipe's name)."""
+    import yaml
+
+    from bortzoo.resources import resolve_recipe
+
+    path = resolve_recipe(recipe)
+    try:
+        config = yaml.safe_load(open(path, encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise BortzooError(f"{recipe}: not valid YAML ({err})") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise BortzooError(f"{recipe}: bortzoo plan reads Trainer recipes (pretraining, fine-tuning), with a model: "
+                           "section; for an extraction or Agora recipe, plan the fine-tune recipe it runs")
+    trainer = config.get("trainer") or {}
+    model = config.get("model") or {}
+    data = (config.get("data") or {}).get("init_args") or {}
+    args = model.get("init_args") or {}
+    common = dict(recipe=_shown(path), devices=_count(trainer.get("devices", 1), "trainer.devices"),
+                  nodes=int(trainer.get("num_nodes", 1)), accumulate=int(trainer.get("accumulate_grad_batches", 1)),
+                  precision=str(trainer.get("precision", "32-true")))
+    class_path = str(model.get("class_path", ""))
+    if class_path.endswith("Student"):
+        return _pretrain(config, trainer, args, data, common)
+    if class_path.endswith("TaskModel"):
+        return _finetune(trainer, args, data, common)
+    raise BortzooError(f"{recipe}: model.class_path {class_path!r} is neither bortzoo.modules.Student (pretraining) nor "
+                       "bortzoo.modules.TaskModel (fine-tuning), the two kinds bortzoo plan knows")
+
+
+def _shown(path: str) -> str:
+    """A packaged recipe as `recipes/NAME.yaml`, anything else by its file name: no path of this machine is printed."""
+    from pathlib import Path
+
+    from bortzoo.resources import recipes_dir
+
+    resolved, packaged = Path(path).resolve(), recipes_dir().resolve()
+    if resolved.is_relative_to(packaged):
+        return f"recipes/{resolved.relative_to(packaged).as_posix()}"
+    return resolved.name
+
+
+def _count(devices: Any, key: str) -> int:
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, (list, tuple)) and devices:
+        return len(devices)
+    raise BortzooError(f"{key} must be a number of devices or a list of device ids to plan, got {devices!r}")
+
+
+def shape_of(ref: str, revision: Optional[str] = None) -> Arch:
+    """The shape of a model reference without downloading: a zoo name or a zoo entry's Hub id from the registry,
+    anything else (a folder, a .ckpt, a cached Hub id) through `bortzoo.zoo.model_ref`."""
+    from bortzoo.zoo import REGISTRY, model_ref
+
+    by_hub_id = {entry.hub_id.lower(): entry for entry in REGISTRY.values()}
+    entry = REGISTRY.get(ref) or by_hub_id.get(str(ref).lower())
+    if entry is not None:
+        return entry.shape
+    try:
+        return model_ref(ref, revision).arch()
+    except BortzooError as err:
+        raise BortzooError(f"bortzoo plan needs the shape of {ref!r}: {err}; give the recipe's arch, or a zoo name "
+                           "(bortzoo zoo list)") from None
+
+
+def _pretrain(config: dict, trainer: dict, args: dict, data: dict, common: dict) -> Workload:
+    student = get_arch(args.get("arch", "bort"))
+    teacher = None
+    teacher_config = args.get("teacher")
+    if teacher_config:
+        source = (teacher_config.get("init_args") or {}).get("source")
+        teacher = shape_of(source, (teacher_config.get("init_args") or {}).get("revision"))
+    seq_len = int(data.get("seq_len", 512))
+    probability, cap = float(data.get("mlm_probability", 0.15)), data.get("max_predictions", 80)
+    predictions = max(1, round((seq_len - 2) * probability))  # a packed block: <s> ... </s> around ordinary tokens
+    predictions = min(predictions, int(cap)) if cap is not None else predictions
+    steps = int(trainer["max_steps"]) if int(trainer.get("max_steps", -1) or -1) > 0 else None
+    notes = [] if steps else ["trainer.max_steps is not set: totals are per step only"]
+    return Workload(kind="pretrain", model=student, teacher=teacher, seq_len=seq_len, batch=int(data.get("batch_size", 32)),
+                    predictions=predictions, steps=steps, notes=notes, **common)
+
+
+def _finetune(trainer: dict, args: dict, data: dict, common: dict) -> Workload:
+    from bortzoo.tasks import get_task
+    from bortzoo.tasks.spec import CHOICE, RANKING
+
+    spec = get_task(args.get("task", "sst2"))
+    model = args.get("model")
+    shape = get_arch(args["arch"]) if model is None else shape_of(model, args.get("revision"))
+    options = spec.num_choices if spec.kind == CHOICE else 1
+    rows = int(data.get("batch_size", 32))
+    notes = []
+    if spec.kind == RANKING:
+        notes.append(f"{spec.name} scores every candidate entity of a row: sequences per row vary, planned as one")
+    max_length = int(data.get("max_length", 128))
+    if max_length > shape.max_positions:
+        raise BortzooError(f"data.init_args.max_length {max_length} exceeds the model's {shape.max_positions} positions")
+    steps = None
+    epochs = int(trainer.get("max_epochs", -1) or -1)
+    if int(trainer.get("max_steps", -1) or -1) > 0:
+        steps = int(trainer["max_steps"])
+    elif epochs > 0 and spec.train_rows:
+        train_rows = min(spec.train_rows, int(data["train_limit"])) if data.get("train_limit") else spec.train_rows
+        world = common["devices"] * common["nodes"]
+        steps = epochs * math.ceil(math.ceil(train_rows / (rows * world)) / common["accumulate"])
+        notes.append(f"{epochs} epochs of {train_rows:,} training rows ({spec.dataset} {spec.config})")
+    else:
+        notes.append("no max_steps, and the training rows are unknown: totals are per step only")
+    notes.append(f"sequences padded to at most max_length {max_length} (TaskData pads each batch to its longest)")
+    return Workload(kind="finetune", model=shape, seq_len=max_length, batch=rows * options, steps=steps,
+                    classes=max(1, spec.num_labels) if spec.kind not in (CHOICE, RANKING) else 1, notes=notes,
+                    **common)
+
+
+# -- compute ----------------------------------------------------------------------------------------
+def head_flops(arch: Arch, positions: int) -> int:
+    """Masked-LM head FLOPs on `positions` positions: the transform (H×H) and the vocabulary projection (H×V)."""
+    return 2 * positions * arch.hidden * arch.hidden + 2 * positions * arch.hidden * arch.vocab_size
+
+
+def flops_per_sequence(work: Workload) -> dict[str, int]:
+    """Matmul FLOPs of one training sequence: the trained model ×3 (forward + backward), the teacher ×1."""
+    model = work.model.encoder_flops(work.seq_len)
+    if work.kind == "pretrain":
+        model += head_flops(work.model, work.predictions)
+    else:  # Bort's head on the first token: dense(H) then dense(classes)
+        model += 2 * work.model.hidden * work.model.hidden + 2 * work.model.hidden * work.classes
+    out = {"model": 3 * model}
+    if work.teacher is not None:
+        out["teacher"] = work.teacher.encoder_flops(work.seq_len) + head_flops(work.teacher, work.predictions)
+    return out
+
+
+def trainable_params(work: Workload) -> int:
+    if work.kind == "pretrain":
+        return work.model.total_params(mlm_head=True)
+    return work.model.total_params(mlm_head=False) + work.model.hidden * work.model.hidden + work.model.hidden \
+        + work.model.hidden * work.classes + work.classes
+
+
+# -- memory: activations measured -----------------------------------------------------------------
+def saved_tensor_bytes(step) -> int:
+    """Bytes of the distinct storages autograd saves for the backward while `step()` runs (parameters excluded)."""
+    import torch
+
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        parameters = step()
+    own = {p.untyped_storage().data_ptr() for p in parameters}
+    return sum(size for pointer, size in seen.items() if pointer not in own)
+
+
+def _training_step(work: Workload, batch: int):
+    """A function running one training forward and loss of `work`'s trained model at `batch` sequences (random
+    weights and tokens, train mode), under the recipe's precision; it returns the model's parameters."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import BertForMaskedLM, BertModel
+
+    from bortzoo.modules.distill import distillation_loss
+    from bortzoo.modules.mlm import masked_logits
+
+    torch.manual_seed(0)
+    arch, length = work.model, work.seq_len
+    ids = torch.randint(5, arch.vocab_size, (batch, length))
+    half = work.precision in HALF_PRECISIONS
+
+    # attention as a GPU runs it (flash / memory-efficient SDPA keeps no attention matrix); on a CPU that is SDPA's
+    # flash kernel, which needs attention dropout off: off for this measurement only
+    config = arch.to_bert_config(attn_implementation="sdpa", attention_probs_dropout_prob=0.0)
+    if work.kind == "pretrain":
+        model = BertForMaskedLM(config).train()
+        labels = torch.full((batch, length), -100)
+        labels[:, 1:1 + work.predictions] = ids[:, 1:1 + work.predictions]
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                logits, gold = masked_logits(model, inputs)
+                if work.teacher is None:
+                    F.cross_entropy(logits.float(), gold)
+                else:
+                    distillation_loss(logits, torch.randn(logits.shape[0], arch.vocab_size), gold, 0.1, 0.5, 2.0)
+            return list(model.parameters())
+    else:
+        model = BertModel(config, add_pooling_layer=False).train()
+        head = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(arch.hidden, arch.hidden), torch.nn.Tanh(),
+                                   torch.nn.Dropout(0.1), torch.nn.Linear(arch.hidden, work.classes)).train()
+
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                hidden = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+                F.cross_entropy(head(hidden[:, 0]).float(), torch.zeros(batch, dtype=torch.long))
+            return [*model.parameters(), *head.parameters()]
+    return run
+
+
+def activation_bytes(work: Workload) -> tuple[int, int]:
+    """(bytes per sequence, bytes per step) of activations, measured at batch 1 and 2 on this CPU."""
+    one = saved_tensor_bytes(_training_step(work, 1))
+    two = saved_tensor_bytes(_training_step(work, 2))
+    per_sequence = two - one
+    return per_sequence, max(0, one - per_sequence)
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+def estimate(work: Workload, mfu: float = DEFAULT_MFU, activations: Optional[tuple[int, int]] = None) -> dict:
+    """Every figure of the plan, as plain data (`activations`: measured now unless given)."""
+    if not 0 < mfu <= 1:
+        raise BortzooError(f"--mfu must be within (0, 1], got {mfu}")
+    per_sequence = flops_per_sequence(work)
+    step_flops = sum(per_sequence.values()) * work.sequences_per_step
+    tokens_per_step = work.sequences_per_step * work.seq_len
+    per_seq_act, per_step_act = activations if activations is not None else activation_bytes(work)
+    trainable = trainable_params(work)
+    memory = {
+        "weights, gradients, AdamW (fp32)": trainable * BYTES_PER_TRAINABLE,
+        "activations": per_seq_act * work.batch + per_step_act,
+    }
+    if work.teacher is not None:
+        memory["teacher weights (fp32, frozen)"] = work.teacher.total_params(mlm_head=True) * BYTES_PER_FROZEN
+    total_flops = step_flops * work.steps if work.steps else None
+    hours = {gpu: (total_flops / (peak * mfu) / 3600 if total_flops else None) for gpu, peak in GPU_PEAKS.items()}
+    plan = {
+        "recipe": work.recipe, "kind": work.kind, "model": work.model.short(),
+        "teacher": work.teacher.short() if work.teacher else None,
+        "model_params": trainable, "teacher_params": work.teacher.total_params(mlm_head=True) if work.teacher else 0,
+        "seq_len": work.seq_len, "micro_batch": work.batch, "devices": work.world, "accumulate": work.accumulate,
+        "precision": work.precision, "steps": work.steps, "predictions": work.predictions,
+        "flops_per_sequence": per_sequence, "flops_per_step": step_flops, "flops_total": total_flops,
+        "tokens_per_step": tokens_per_step, "tokens_total": tokens_per_step * work.steps if work.steps else None,
+        "memory_per_device": memory, "memory_per_device_total": sum(memory.values()),
+        "activation_bytes_per_sequence": per_seq_act, "activation_bytes_per_step": per_step_act,
+        "mfu": mfu, "gpu_peaks": GPU_PEAKS, "gpu_hours": hours, "notes": list(work.notes),
+    }
+    if work.kind == "pretrain" and work.teacher is not None:
+        # what the paper's 288 V100 GPU-hours buy at this MFU with this recipe's step
+        budget = PAPER_PRETRAIN_GPU_HOURS * 3600 * GPU_PEAKS["V100"] * mfu
+        plan["paper"] = {"gpu_hours": PAPER_PRETRAIN_GPU_HOURS, "gpu": "V100",
+                         "tokens": budget / (step_flops / tokens_per_step), "steps": budget / step_flops}
+    return plan
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def format_plan(plan: dict) -> str:
+    lines = [f"bortzoo plan: {plan['recipe']} ({plan['kind']})", ""]
+    rows = [("model", f"{plan['model']}, {plan['model_params'] / 1e6:.1f} M trainable parameters")]
+    if plan["teacher"]:
+        rows.append(("teacher", f"{plan['teacher']}, {plan['teacher_params'] / 1e6:.1f} M frozen parameters"))
+    step = (f"{plan['micro_batch']} sequences × {plan['devices']} device(s) × {plan['accumulate']} accumulated, "
+            f"length {plan['seq_len']}")
+    if plan["kind"] == "pretrain":
+        step += f", {plan['predictions']} predicted positions each"
+    rows += [("one step", step), ("precision", plan["precision"])]
+    for part, flops in plan["flops_per_sequence"].items():
+        what = "forward + backward" if part == "model" else "forward only"
+        rows.append((f"FLOPs/sequence, {part}", f"{flops / 1e9:,.1f} G ({what})"))
+    rows += [("FLOPs/step", f"{plan['flops_per_step'] / 1e12:,.2f} T"),
+             ("tokens/step", f"{plan['tokens_per_step']:,}")]
+    if plan["steps"]:
+        rows += [("steps", f"{plan['steps']:,}"), ("tokens in total", f"{plan['tokens_total']:,}"),
+                 ("FLOPs in total", f"{plan['flops_total']:.3e}")]
+    for part, size in plan["memory_per_device"].items():
+        rows.append((f"memory/device: {part}", _gib(size)))
+    rows.append(("memory/device, total", _gib(plan["memory_per_device_total"])))
+    width = max(len(k) for k, _ in rows)
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    lines += ["", f"  projected GPU-hours at MFU {plan['mfu']:.0%} (dense bf16/fp16 peaks, NVIDIA data sheets):"]
+    for gpu, hours in plan["gpu_hours"].items():
+        fits = plan["memory_per_device_total"] <= GPU_MEMORY_GB[gpu] * 1e9
+        when = (f"{hours:,.1f}" if hours >= 10 else f"{hours:.2g}") + " GPU-hours" if hours is not None else "per step only"
+        lines.append(f"    {gpu:<5} peak {plan['gpu_peaks'][gpu] / 1e12:,.0f} TFLOP/s, {GPU_MEMORY_GB[gpu]} GB: {when}"
+                     f"{'' if fits else '  (does not fit: lower the micro-batch, accumulate more)'}")
+    if "paper" in plan:
+        paper = plan["paper"]
+        lines += ["", f"  the paper's {paper['gpu_hours']} {paper['gpu']} GPU-hours, at this MFU and this step, buy "
+                      f"{paper['tokens'] / 1e9:,.2f} B tokens ({paper['steps']:,.0f} steps)"]
+    lines += ["", "  activations: measured on this CPU (autograd's saved tensors at batch 1 and 2, attention as GPUs' flash "
+                  "kernels keep it), scaled to the micro-batch; the MFU is assumed, not measured; memory is per device "
+                  "under DDP (FSDP shards the weights, gradients and AdamW state)"]
+    if plan["teacher"]:
+        lines.append("  the teacher's own activations are freed layer by layer (no gradient); its logits on the predicted "
+                     "positions are counted with the loss")
+    lines += [f"  note: {note}" for note in plan["notes"]]
+    return "\n".join(lines)
+
+
+def plan(recipe: str, mfu: float = DEFAULT_MFU) -> dict:
+    """Before a GPU run: FLOPs, tokens, memory per device and projected GPU-hours of a pretraining or fine-tune recipe.
+
+    Args:
+        recipe: The recipe: a path, or a packaged recipe's name (`bortzoo recipes`); `--config RECIPE` says the same.
+        mfu: Model-FLOPs utilisation assumed for the projected time (a fraction of each GPU's dense bf16 peak).
+    """
+    result = estimate(read_workload(recipe), mfu)
+    print(format_plan(result))
+    return result

@@ -1,0 +1,138 @@
+"""`bortzoo plan`: its arithmetic against a hand computation, its memory against the real modules at small scale."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from conftest import TINY_ARCH, make_bort_layout
+
+from bortzoo.arch import get_arch
+from bortzoo.cli import main
+from bortzoo.errors import BortzooError
+from bortzoo.plan import (
+    GPU_PEAKS,
+    Workload,
+    activation_bytes,
+    estimate,
+    read_workload,
+    saved_tensor_bytes,
+    trainable_params,
+)
+
+
+def test_bort_pretraining_arithmetic_by_hand():
+    """recipes/pretrain/bort.yaml: Bort ⟨4,8,1024,768⟩ from RoBERTa-large, 32 × 8 GPUs × 512 tokens, 76 predicted
+    positions per block (round(0.15 × 510)), 100,000 steps. Every product below is written out by hand."""
+    work = read_workload("recipes/pretrain/bort.yaml")
+    assert (work.model, work.teacher) == (get_arch("bort"), get_arch("roberta-large"))
+    assert (work.seq_len, work.batch, work.world, work.accumulate, work.predictions, work.steps) == \
+        (512, 32, 8, 1, 76, 100_000)
+    plan = estimate(work, mfu=0.35, activations=(0, 0))
+    # one Bort layer at 512 tokens: 8·L·H² + 4·L·H·I + 4·L²·H
+    layer = 8 * 512 * 1024 * 1024 + 4 * 512 * 1024 * 768 + 4 * 512 * 512 * 1024
+    assert layer == 6_979_321_856
+    head = 2 * 76 * 1024 * 1024 + 2 * 76 * 1024 * 50_265  # the masked-LM head on the 76 predicted positions
+    assert head == 7_983_030_272
+    assert plan["flops_per_sequence"]["model"] == 3 * (4 * layer + head) == 107_700_953_088
+    teacher_layer = 8 * 512 * 1024 * 1024 + 4 * 512 * 1024 * 4096 + 4 * 512 * 512 * 1024
+    assert plan["flops_per_sequence"]["teacher"] == 24 * teacher_layer + head == 342_990_479_360
+    assert plan["flops_per_step"] == 256 * (107_700_953_088 + 342_990_479_360) == 115_377_006_706_688
+    assert plan["tokens_per_step"] == 256 * 512 == 131_072 and plan["tokens_total"] == 13_107_200_000
+    v100_hours = 115_377_006_706_688 * 100_000 / (125e12 * 0.35) / 3600
+    assert plan["gpu_hours"]["V100"] == pytest.approx(v100_hours) and round(v100_hours, 1) == 73.3
+    assert plan["gpu_hours"]["H200"] == pytest.approx(v100_hours * 125 / 989)
+    # the paper's 288 V100 GPU-hours, at the same MFU, in this recipe's tokens
+    assert plan["paper"]["tokens"] == pytest.approx(288 * 3600 * 125e12 * 0.35 / (115_377_006_706_688 / 131_072))
+    assert round(plan["paper"]["tokens"] / 1e9, 1) == 51.5
+    # 16 bytes per trainable parameter (fp32 weight, gradient, two AdamW moments), 4 per frozen teacher parameter
+    assert plan["memory_per_device"]["weights, gradients, AdamW (fp32)"] == 16 * get_arch("bort").total_params()
+    assert plan["memory_per_device"]["teacher weights (fp32, frozen)"] == 4 * get_arch("roberta-large").total_params()
+
+
+def test_fine_tune_steps_come_from_the_task_s_training_rows():
+    work = read_workload("finetune/glue/rte-bort")  # 50 epochs of RTE's 2,490 rows, batch 8, one GPU
+    assert work.kind == "finetune" and work.model == get_arch("bort") and work.steps == 50 * 312  # ceil(2490 / 8)
+    race = read_workload("finetune/race/race-all-bert-large")
+    assert race.batch == 16 * 4 and race.seq_len == 512  # a RACE row is four sequences
+    assert race.steps == 2 * -(-87_866 // 16)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_memory_matches_the_real_student_at_small_scale(tmp_path, precision):
+    """A tiny distillation step of the real `Student` with its `Teacher`: the parameters the plan counts are the
+    trainable ones, AdamW keeps 8 bytes for each, and the activations autograd keeps for the real training step
+    (under the precision's autocast, as Lightning runs it) equal the plan's, measured on its own stand-in at
+    batch 1 and 2 and scaled to the batch (equal to the byte here; 2% allowed)."""
+    from bortzoo.modules import Student, Teacher
+
+    teacher_arch = TINY_ARCH.replace(depth=3)
+    student = Student(arch=TINY_ARCH, teacher=Teacher(str(make_bort_layout(tmp_path / "teacher", teacher_arch))))
+    student.train()
+    for layer in student.model.bert.encoder.layer:  # attention as the plan measures it (GPU flash kernels)
+        layer.attention.self.dropout.p = 0.0
+    batch_size, length, predictions = 8, 64, 10
+    work = Workload(recipe="tiny", kind="pretrain", model=TINY_ARCH, teacher=teacher_arch, seq_len=length,
+                    batch=batch_size, predictions=predictions, precision=precision)
+    ids = torch.randint(5, TINY_ARCH.vocab_size, (batch_size, length))
+    labels = torch.full_like(ids, -100)
+    labels[:, 1:1 + predictions] = ids[:, 1:1 + predictions]
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    losses = []
+
+    def real_step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+            losses.append(student.training_step(batch, 0))
+        return list(student.parameters())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Student.log outside a Trainer does nothing and says so
+        measured = saved_tensor_bytes(real_step)
+    per_sequence, per_step = activation_bytes(work)
+    assert measured == pytest.approx(per_sequence * batch_size + per_step, rel=0.02)
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    assert trainable_params(work) == sum(p.numel() for p in trainable)
+    assert teacher_arch.total_params(mlm_head=True) == sum(p.numel() for p in student.teacher.parameters())
+    optimizer = torch.optim.AdamW(trainable)
+    losses[0].backward()
+    optimizer.step()
+    state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if t.dim() > 0)
+    assert state == 8 * trainable_params(work)
+
+
+def test_plan_prints_the_table_and_names_bad_input(capsys):
+    main(["plan", "--config", "finetune/glue/rte-bort", "--mfu", "0.4"])
+    out = capsys.readouterr().out
+    assert "bortzoo plan: recipes/finetune/glue/rte-bort.yaml (finetune)" in out
+    for gpu in GPU_PEAKS:
+        assert f"{gpu:<5} peak" in out
+    assert "MFU 40%" in out and "50 epochs of 2,490 training rows" in out and "/work/" not in out
+    with pytest.raises(SystemExit):
+        main(["plan", "--config", "recipes/extract/bort.yaml"])
+    assert "extraction or Agora recipe" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["plan", "--config", "pretrain/bort", "--mfu", "1.5"])
+    assert "--mfu must be within (0, 1]" in capsys.readouterr().err
+    with pytest.raises(BortzooError, match="needs the shape of"):
+        read_workload("pretrain/bort-tiny")  # its teacher is another recipe's output, not written here
+
+
+def test_every_gpu_recipe_is_planned():
+    """Every Trainer recipe without a -tiny suffix reads and plans (activations given: measuring 42 of them would
+    take minutes); extraction and Agora recipes say which recipe to plan instead."""
+    from conftest import REPO
+
+    recipes = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if not p.stem.endswith("-tiny"))
+    planned = 0
+    for recipe in recipes:
+        name = str(recipe.relative_to(REPO))
+        if recipe.parent.name in ("extract", "agora"):
+            with pytest.raises(BortzooError, match="extraction or Agora recipe"):
+                read_workload(name)
+            continue
+        plan = estimate(read_workload(name), activations=(1, 0))
+        assert plan["flops_per_step"] > 0 and plan["tokens_per_step"] > 0, name
+        assert plan["steps"] and all(hours > 0 for hours in plan["gpu_hours"].values()), name
+        planned += 1
+    assert planned >= 42  # 2 pretraining and 40 fine-tune recipes today
