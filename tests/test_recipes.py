@@ -112,3 +112,19 @@ def test_a_recipe_published_before_the_package_was_re_laid_still_loads(tmp_path,
     assert {TaskResults, SubmissionWriter} <= {type(c) for c in cli.trainer.callbacks}
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["task"] == "rte" and results["pair_encoding"] == "bort" and len(results["config_sha256"]) == 64
+
+
+GPU_TRAINER_RECIPES = [p for p in RECIPES if not is_tiny(p) and verb_function(p) is None]
+
+
+@pytest.mark.parametrize("nodes", [2, 4])
+def test_every_gpu_recipe_resolves_on_many_machines(nodes, monkeypatch):
+    """Every GPU Trainer recipe parses with `--trainer.num_nodes N`, as a torchrun or SLURM launch gives it
+    (docs/pretrain.md, "Many machines"), and keeps its per-device batch: the global batch grows with the nodes."""
+    monkeypatch.chdir(REPO)
+    assert len(GPU_TRAINER_RECIPES) >= 42
+    for recipe in GPU_TRAINER_RECIPES:
+        cli = lightning_cli(["--config", str(recipe), "--trainer.num_nodes", str(nodes)], run=False, parse_only=True)
+        assert cli.config["trainer"]["num_nodes"] == nodes, recipe
+        data = cli.config["data"]["init_args"]
+        assert data["batch_size"] == yaml.safe_load(recipe.read_text())["data"]["init_args"]["batch_size"], recipe
