@@ -142,8 +142,18 @@ class ExportTransformers(L.Callback):
         self.dirpath = dirpath
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        model = pl_module.model
+        if isinstance(trainer.strategy, FSDPStrategy):
+            # sharded weights: every rank takes part in gathering them (rank zero alone would hang or fail), then
+            # rank zero writes an unwrapped copy
+            state = trainer.strategy.lightning_module_state_dict()
+            if trainer.is_global_zero:
+                model = type(model)(model.config)
+                model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
         if not trainer.is_global_zero:
             return
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-        path = export_masked_lm(pl_module.model, tokenizer, self.dirpath)
+        path = export_masked_lm(model, tokenizer, self.dirpath)
         print(f"exported the trained model to {path}")

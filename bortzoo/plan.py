@@ -53,6 +53,8 @@ class Workload:
     predictions: int = 0  # masked positions per sequence (pretraining)
     classes: int = 0  # outputs of the task head (fine-tuning)
     notes: list[str] = field(default_factory=list)
+    sharding: str = "DDP"  # or an FSDP sharding strategy: FULL_SHARD, SHARD_GRAD_OP, HYBRID_SHARD, NO_SHARD
+    teacher_sharded: bool = False  # FSDP shards the teacher's layers too (DistillFSDPStrategy teacher: shard)
 
     @property
     def world(self) -> int:
@@ -84,7 +86,7 @@ def read_workload(recipe: str) -> Workload:
     args = model.get("init_args") or {}
     common = dict(recipe=_shown(path), devices=_count(trainer.get("devices", 1), "trainer.devices"),
                   nodes=int(trainer.get("num_nodes", 1)), accumulate=int(trainer.get("accumulate_grad_batches", 1)),
-                  precision=str(trainer.get("precision", "32-true")))
+                  precision=str(trainer.get("precision", "32-true")), **_sharding(trainer.get("strategy", "auto")))
     class_path = str(model.get("class_path", ""))
     if class_path.endswith("Student"):
         return _pretrain(config, trainer, args, data, common)
@@ -92,6 +94,17 @@ def read_workload(recipe: str) -> Workload:
         return _finetune(trainer, args, data, common)
     raise BortzooError(f"{recipe}: model.class_path {class_path!r} is neither bortzoo.modules.Student (pretraining) nor "
                        "bortzoo.modules.TaskModel (fine-tuning), the two kinds bortzoo plan knows")
+
+
+def _sharding(strategy: Any) -> dict:
+    """How the recipe's strategy holds weights, gradients and optimizer state: DDP (replicated) or an FSDP sharding."""
+    name = strategy if isinstance(strategy, str) else str((strategy or {}).get("class_path", ""))
+    args = (strategy.get("init_args") or {}) if isinstance(strategy, dict) else {}
+    if "fsdp" not in name.lower():
+        return {}
+    distill = name.endswith("DistillFSDPStrategy")  # teacher: replicate keeps it out of FSDP; plain fsdp wraps it
+    return {"sharding": str(args.get("sharding_strategy", "FULL_SHARD")).upper(),
+            "teacher_sharded": args.get("teacher", "shard") == "shard" if distill else True}
 
 
 def _shown(path: str) -> str:
@@ -286,12 +299,23 @@ def estimate(work: Workload, mfu: float = DEFAULT_MFU, activations: Optional[tup
     tokens_per_step = work.sequences_per_step * work.seq_len
     per_seq_act, per_step_act = activations if activations is not None else activation_bytes(work)
     trainable = trainable_params(work)
+    shards = {"FULL_SHARD": work.world, "SHARD_GRAD_OP": work.world, "HYBRID_SHARD": work.devices}.get(work.sharding, 1)
+    if work.sharding == "SHARD_GRAD_OP":  # weights whole on every device, gradients and AdamW state sharded
+        state = trainable * (4 + (BYTES_PER_TRAINABLE - 4) / shards)
+    else:
+        state = trainable * BYTES_PER_TRAINABLE / shards
     memory = {
-        "weights, gradients, AdamW (fp32)": trainable * BYTES_PER_TRAINABLE,
+        "weights, gradients, AdamW (fp32)": round(state),
         "activations": per_seq_act * work.batch + per_step_act,
     }
     if work.teacher is not None:
-        memory["teacher weights (fp32, frozen)"] = work.teacher.total_params(mlm_head=True) * BYTES_PER_FROZEN
+        teacher_bytes = work.teacher.total_params(mlm_head=True) * BYTES_PER_FROZEN
+        if work.teacher_sharded and shards > 1:  # its layers sharded, embeddings and head replicated
+            layers = work.teacher.depth * work.teacher.layer_params * BYTES_PER_FROZEN
+            teacher_bytes += round(layers / shards) - layers
+        memory["teacher weights (fp32, frozen)"] = teacher_bytes
+    if shards > 1:  # FSDP gathers a layer's full weights for its forward and backward, prefetching the next one
+        memory["FSDP: 2 layers gathered (fp32)"] = 2 * work.model.layer_params * 4
     total_flops = step_flops * work.steps if work.steps else None
     hours = {gpu: (total_flops / (peak * mfu) / 3600 if total_flops else None) for gpu, peak in GPU_PEAKS.items()}
     plan = {
@@ -299,7 +323,7 @@ def estimate(work: Workload, mfu: float = DEFAULT_MFU, activations: Optional[tup
         "teacher": work.teacher.short() if work.teacher else None,
         "model_params": trainable, "teacher_params": work.teacher.total_params(mlm_head=True) if work.teacher else 0,
         "seq_len": work.seq_len, "micro_batch": work.batch, "devices": work.world, "accumulate": work.accumulate,
-        "precision": work.precision, "steps": work.steps, "predictions": work.predictions,
+        "precision": work.precision, "sharding": work.sharding, "steps": work.steps, "predictions": work.predictions,
         "flops_per_sequence": per_sequence, "flops_per_step": step_flops, "flops_total": total_flops,
         "tokens_per_step": tokens_per_step, "tokens_total": tokens_per_step * work.steps if work.steps else None,
         "memory_per_device": memory, "memory_per_device_total": sum(memory.values()),
@@ -353,7 +377,8 @@ def format_plan(plan: dict) -> str:
                       f"{paper['tokens'] / 1e9:,.2f} B tokens ({paper['steps']:,.0f} steps)"]
     lines += ["", "  activations: measured on this CPU (autograd's saved tensors at batch 1 and 2, attention as GPUs' flash "
                   "kernels keep it), scaled to the micro-batch; the MFU is assumed, not measured; memory is per device "
-                  "under DDP (FSDP shards the weights, gradients and AdamW state)"]
+                  + ("under DDP (FSDP would shard the weights, gradients and AdamW state)" if plan["sharding"] == "DDP"
+                     else f"under FSDP {plan['sharding']} over {plan['devices']} device(s)")]
     if plan["teacher"]:
         lines.append("  the teacher's own activations are freed layer by layer (no gradient); its logits on the predicted "
                      "positions are counted with the loss")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -46,9 +47,19 @@ def test_bort_pretraining_arithmetic_by_hand():
     # the paper's 288 V100 GPU-hours, at the same MFU, in this recipe's tokens
     assert plan["paper"]["tokens"] == pytest.approx(288 * 3600 * 125e12 * 0.35 / (115_377_006_706_688 / 131_072))
     assert round(plan["paper"]["tokens"] / 1e9, 1) == 51.5
-    # 16 bytes per trainable parameter (fp32 weight, gradient, two AdamW moments), 4 per frozen teacher parameter
-    assert plan["memory_per_device"]["weights, gradients, AdamW (fp32)"] == 16 * get_arch("bort").total_params()
+    # 16 bytes per trainable parameter (fp32 weight, gradient, two AdamW moments), sharded over the 8 GPUs by the
+    # recipe's FSDP FULL_SHARD, 4 per frozen teacher parameter (teacher: replicate), and two gathered student layers
+    assert (work.sharding, work.teacher_sharded) == ("FULL_SHARD", False)
+    assert plan["memory_per_device"]["weights, gradients, AdamW (fp32)"] == 16 * get_arch("bort").total_params() / 8
     assert plan["memory_per_device"]["teacher weights (fp32, frozen)"] == 4 * get_arch("roberta-large").total_params()
+    assert plan["memory_per_device"]["FSDP: 2 layers gathered (fp32)"] == 2 * 4 * get_arch("bort").layer_params
+    ddp = estimate(dataclasses.replace(work, sharding="DDP"), activations=(0, 0))["memory_per_device"]
+    assert ddp["weights, gradients, AdamW (fp32)"] == 16 * get_arch("bort").total_params()
+    assert "FSDP: 2 layers gathered (fp32)" not in ddp
+    shard = estimate(dataclasses.replace(work, teacher_sharded=True), activations=(0, 0))["memory_per_device"]
+    teacher = get_arch("roberta-large")
+    assert shard["teacher weights (fp32, frozen)"] == 4 * (teacher.total_params() - teacher.depth * teacher.layer_params
+                                                           + teacher.depth * teacher.layer_params / 8)
 
 
 def test_fine_tune_steps_come_from_the_task_s_training_rows():
