@@ -7,8 +7,9 @@ recipe's name too; `resolved_config` is the recipe as the run resolved it; `user
 
 from __future__ import annotations
 
+import copy
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 from bortzoo.errors import BortzooError
 from bortzoo.resources import config_args
@@ -100,3 +101,25 @@ def user_error(err: BaseException) -> Optional[BortzooError]:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def apply_overrides(config: dict, overrides: Optional[dict[str, Any]], where: str) -> dict:
+    """A copy of `config` with dotted keys replaced (``trainer.max_epochs: 4``; a number indexes a list)."""
+    config = copy.deepcopy(config)
+    for dotted, value in (overrides or {}).items():
+        node: Any = config
+        *parents, leaf = str(dotted).split(".")
+        for key in parents:
+            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            elif isinstance(node, dict):
+                node = node.setdefault(key, {})
+            else:
+                raise BortzooError(f"{where}: cannot set {dotted!r}: {key!r} is not a key of the recipe there")
+        if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
+            node[int(leaf)] = value
+        elif isinstance(node, dict):
+            node[leaf] = value
+        else:
+            raise BortzooError(f"{where}: cannot set {dotted!r} in the recipe")
+    return config

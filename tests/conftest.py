@@ -54,15 +54,11 @@ def recipe_copy(recipe: Path, tmp: Path, **overrides) -> Path:
     `overrides` (``trainer.max_epochs=2``) replace values."""
     import yaml
 
+    from bortzoo.recipe import apply_overrides
     from bortzoo.seed_sweep import move_paths
 
     config = move_paths(yaml.safe_load(Path(recipe).read_text()), "runs", str(tmp / "runs"))
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
+    config = apply_overrides(config, overrides, str(recipe))
     path = tmp / Path(recipe).name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -11,9 +11,10 @@ from bortzoo.agora.dev_split import check_task, split_dev
 from bortzoo.agora.examples import collect_mistakes, generate_examples, label_with
 from bortzoo.agora.loop import prune
 from bortzoo.agora.transforms import TokenEdit, Transform
-from bortzoo.agora.trials import apply_overrides, expand_sets, trial_config
+from bortzoo.agora.trials import expand_sets, trial_config
 from bortzoo.cli import main
 from bortzoo.errors import BortzooError
+from bortzoo.recipe import apply_overrides
 from bortzoo.tasks import get_task
 
 REPO = Path(__file__).resolve().parent.parent

@@ -3,7 +3,6 @@
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from bortzoo.errors import BortzooError
 from bortzoo.tasks import get_task
 from bortzoo.zoo import KINDS, REGISTRY, ZooEntry, load, markdown_table, register
 
-BORT_COMMIT = hashlib.sha1(b"bortzoo test snapshot of amazon/bort").hexdigest()  # 40 hex, like a git commit id
+BORT_COMMIT = hashlib.sha1(b"bortzoo stand-in of amazon/bort").hexdigest()  # 40 hex, as bortzoo.full_shape.commit_of
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
@@ -57,22 +56,11 @@ def bort_hub_cache(tmp_path, monkeypatch) -> Path:
     it (`snapshot_download` reads `constants.HF_HUB_CACHE` when called) and kept offline."""
     from huggingface_hub import constants
 
-    source = make_bort_layout(tmp_path / "source", trained_head=False)
+    from bortzoo.full_shape import add_to_hub_cache, commit_of
+
     cache = tmp_path / "hub"
-    repo = cache / "models--amazon--bort"
-    snapshot = repo / "snapshots" / BORT_COMMIT
-    (repo / "blobs").mkdir(parents=True)
-    (repo / "refs").mkdir()
-    snapshot.mkdir(parents=True)
-    (repo / "refs" / "main").write_text(BORT_COMMIT)  # no newline, as huggingface_hub writes it
-    for file in sorted(source.iterdir()):
-        data = file.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        try:
-            os.symlink(os.path.relpath(blob, snapshot), snapshot / file.name)
-        except OSError:  # no symlinks here (huggingface_hub copies on such systems too)
-            (snapshot / file.name).write_bytes(data)
+    snapshot = add_to_hub_cache(cache, "amazon/bort", make_bort_layout(tmp_path / "source", trained_head=False))
+    assert snapshot.name == commit_of("amazon/bort") == BORT_COMMIT
     assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "merges.txt", "model.safetensors",
                                                           "vocab.json"]
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))

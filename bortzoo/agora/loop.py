@@ -40,9 +40,10 @@ from bortzoo.agora.examples import (
     predict_rows,
 )
 from bortzoo.agora.transforms import Transform, get_transform
-from bortzoo.agora.trials import apply_overrides, expand_sets, prepare_trial, run_trials, set_name, trial_config
+from bortzoo.agora.trials import expand_sets, prepare_trial, run_trials, set_name, trial_config
 from bortzoo.errors import BortzooError
 from bortzoo.files import atomic_path, write_text
+from bortzoo.recipe import apply_overrides
 from bortzoo.resources import resolve_recipe
 from bortzoo.tasks import get_task
 

@@ -65,28 +65,6 @@ def expand_sets(grid: Optional[dict[str, list]], sets: Optional[list[dict]], sam
     return expanded
 
 
-def apply_overrides(config: dict, overrides: Optional[dict[str, Any]], where: str) -> dict:
-    """A copy of `config` with dotted keys replaced (``trainer.max_epochs: 4``; a number indexes a list)."""
-    config = copy.deepcopy(config)
-    for dotted, value in (overrides or {}).items():
-        node: Any = config
-        *parents, leaf = str(dotted).split(".")
-        for key in parents:
-            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
-            elif isinstance(node, dict):
-                node = node.setdefault(key, {})
-            else:
-                raise BortzooError(f"{where}: cannot set {dotted!r}: {key!r} is not a key of the recipe there")
-        if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
-            node[int(leaf)] = value
-        elif isinstance(node, dict):
-            node[leaf] = value
-        else:
-            raise BortzooError(f"{where}: cannot set {dotted!r} in the recipe")
-    return config
-
-
 def set_name(index: int) -> str:
     return f"set-{index:03d}"
 

@@ -13,24 +13,17 @@ import pytest
 import torch
 
 from bortzoo.arch import get_arch
-from bortzoo.export import write_random_masked_lm
 
 
-def write_bort_release_layout(folder, seed: int = 0, tokenizer_dir=None) -> Path:
+def write_bort_release_layout(folder, seed: int = 0) -> Path:
     """`amazon/bort` as transformers' conversion script wrote it (models/deprecated/bort/
     convert_bort_original_gluonnlp_checkpoint_to_pytorch.py), with random values: BertForMaskedLM at the true
     shape <4,8,1024,768> (vocabulary 50,265, 512 positions, LayerNorm eps 1e-5, pad id 1, one token type whose
     embedding is zeroed), the masked-LM head at its initial values (only the encoder was copied), and every
-    weight in float16 (`hf_bort_model.half()` before saving). The offline stand-in for the real checkpoint
-    wherever its dtype, shape or head matters."""
-    from safetensors.torch import load_file, save_file
+    weight in float16 (`hf_bort_model.half()` before saving): bortzoo.full_shape's stand-in for it."""
+    from bortzoo.full_shape import STAND_INS, write_stand_in
 
-    out = write_random_masked_lm(folder, get_arch("bort"), seed=seed, tokenizer_dir=tokenizer_dir, trained_head=False,
-                                 dtype=torch.float16)
-    state = load_file(str(out / "model.safetensors"))
-    state["bert.embeddings.token_type_embeddings.weight"].zero_()
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
+    return write_stand_in(folder, STAND_INS["amazon/bort"], seed=seed)
 
 
 @pytest.fixture(scope="module")
