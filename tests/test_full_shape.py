@@ -122,7 +122,8 @@ def test_the_peak_memory_is_the_run_s_own_not_its_parent_s():
 
     ballast = bytearray(600 * 2**20)  # this process grows by 600 MiB, touched
     ballast[::4096] = b"x" * len(ballast[::4096])
-    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 * 2**20); time.sleep(0.5)"])
+    touch = "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])"  # every page resident, whatever the allocator
+    child = subprocess.Popen([sys.executable, "-c", f"import time; {touch}; time.sleep(0.5)"])
     status, peak = full_shape.wait_with_peak(child, 60)
     assert status == 0 and 200 * 2**20 < peak < 500 * 2**20, peak / 2**20
     slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
