@@ -32,6 +32,7 @@ DEFAULT_MFU = 0.35  # assumed, not measured: no GPU run of bortzoo has measured 
 PAPER_PRETRAIN_GPU_HOURS = 288  # Bort's pretraining cost as the paper states it (V100 class), BORT_FACTS
 BYTES_PER_TRAINABLE = 4 + 4 + 8  # fp32 master weight, fp32 gradient, AdamW's two fp32 moments
 BYTES_PER_FROZEN = 4  # the teacher is held in fp32 (bortzoo.modules.Teacher)
+FSDP_SHARDINGS = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD")  # torch's ShardingStrategy names
 HALF_PRECISIONS = ("bf16-mixed", "16-mixed", "bf16-true", "16-true", "bf16", "16")
 
 
@@ -103,8 +104,11 @@ def _sharding(strategy: Any) -> dict:
     if "fsdp" not in name.lower():
         return {}
     distill = name.endswith("DistillFSDPStrategy")  # teacher: replicate keeps it out of FSDP; plain fsdp wraps it
-    return {"sharding": str(args.get("sharding_strategy", "FULL_SHARD")).upper(),
-            "teacher_sharded": args.get("teacher", "shard") == "shard" if distill else True}
+    sharding = str(args.get("sharding_strategy", "FULL_SHARD")).upper()
+    if sharding not in FSDP_SHARDINGS:
+        raise BortzooError(f"trainer.strategy.init_args.sharding_strategy {sharding!r} is not one of "
+                           f"{', '.join(FSDP_SHARDINGS)}")
+    return {"sharding": sharding, "teacher_sharded": args.get("teacher", "shard") == "shard" if distill else True}
 
 
 def _shown(path: str) -> str:

@@ -2,7 +2,8 @@
 
 `lightning_cli(args)` runs (or, for recipe checks, only parses) a recipe with `--config` taking a packaged
 recipe's name too; `resolved_config` is the recipe as the run resolved it; `user_error` finds the
-`BortzooError` that jsonargparse or Lightning wrapped, so the command can print it without a traceback.
+`BortzooError` that jsonargparse or Lightning wrapped, so the command can print it without a traceback;
+`apply_overrides` sets dotted keys of a recipe (Agora's trials, the full-shape smoke runs, the tests).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import TINY_ARCH, make_bort_layout
+from conftest import REPO, TINY_ARCH, make_bort_layout
 
 from bortzoo.arch import get_arch
 from bortzoo.cli import main
@@ -147,3 +147,14 @@ def test_every_gpu_recipe_is_planned():
         assert plan["steps"] and all(hours > 0 for hours in plan["gpu_hours"].values()), name
         planned += 1
     assert planned >= 42  # 2 pretraining and 40 fine-tune recipes today
+
+
+def test_an_unknown_fsdp_sharding_is_named(tmp_path):
+    import yaml
+
+    recipe = yaml.safe_load((REPO / "recipes/pretrain/bort.yaml").read_text())
+    recipe["trainer"]["strategy"]["init_args"]["sharding_strategy"] = "FULL_SHRAD"
+    path = tmp_path / "bort.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(BortzooError, match="sharding_strategy 'FULL_SHRAD' is not one of FULL_SHARD"):
+        read_workload(str(path))
