@@ -309,45 +309,13 @@ def smoke_recipe(kind: Kind, tasks_root: Path) -> dict:
 
 
 def plan_of(kind: Kind, config: dict) -> dict:
-    """`bortzoo plan`'s estimate at the smoke run's shapes (for Agora: the larger of the weak model and a trial)."""
-    import dataclasses
-
-    import yaml
-
+    """`bortzoo plan`'s estimate at the smoke run's shapes (for the search: the larger of the teacher filling its
+    cache and the candidate training; for Agora: the largest of the weak model and the trials)."""
     from bortzoo import plan
-    from bortzoo.recipe import apply_overrides
 
     if kind.verb == "fit":
-        return plan.estimate(_workload_of(config))
-    if kind.verb == "extract":
-        space, data = config["space"], config["data"]
-        arch = get_arch(f"{space['depths'][0]},{space['heads'][0]},{space['hidden'][0]},{space['intermediate'][0]}")
-        predictions = min(round((data["seq_len"] - 2) * data.get("mlm_probability", 0.15)), data["max_predictions"])
-        work = plan.Workload(recipe=kind.recipe, kind="pretrain", model=arch, teacher=plan.shape_of(config["teacher"]),
-                             seq_len=data["seq_len"], batch=data["batch_size"], predictions=predictions,
-                             precision=config["precision"])
-        return plan.estimate(work)
-    estimates = []
-    for recipe_key, overrides_key in (("weak_model", "weak_overrides"), ("finetune", "finetune_overrides")):
-        base = yaml.safe_load(Path(resolve_recipe(config[recipe_key])).read_text(encoding="utf-8"))
-        work = _workload_of(apply_overrides(base, config[overrides_key], overrides_key))
-        if recipe_key == "finetune":
-            work = dataclasses.replace(work, batch=config["sets"][0].get("batch_size", work.batch))
-        estimates.append(plan.estimate(work))
-    return max(estimates, key=lambda e: e["memory_per_device_total"])
-
-
-def _workload_of(config: dict):
-    import tempfile
-
-    import yaml
-
-    from bortzoo import plan
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "recipe.yaml"
-        path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        return plan.read_workload(str(path))
+        return plan.estimate(plan.workload_of(config, kind.recipe, kind.recipe))
+    return (plan.plan_search if kind.verb == "extract" else plan.plan_agora)(config, kind.recipe)
 
 
 @dataclass

@@ -67,8 +67,8 @@ class Workload:
 
 
 # -- the recipe -------------------------------------------------------------------------------------
-def read_workload(recipe: str) -> Workload:
-    """The workload of a recipe (a path or a packaged recipe's name)."""
+def _load(recipe: str) -> tuple[dict, str]:
+    """(the recipe's YAML, the file it came from) for a path or a packaged recipe's name."""
     import yaml
 
     from bortzoo.resources import resolve_recipe
@@ -78,14 +78,27 @@ def read_workload(recipe: str) -> Workload:
         config = yaml.safe_load(open(path, encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise BortzooError(f"{recipe}: not valid YAML ({err})") from None
-    if not isinstance(config, dict) or "model" not in config:
-        raise BortzooError(f"{recipe}: bortzoo plan reads Trainer recipes (pretraining, fine-tuning), with a model: "
-                           "section; for an extraction or Agora recipe, plan the fine-tune recipe it runs")
+    if not isinstance(config, dict):
+        raise BortzooError(f"{recipe}: a recipe is a YAML mapping, got {type(config).__name__}")
+    return config, path
+
+
+def read_workload(recipe: str) -> Workload:
+    """The workload of a Trainer recipe (a path or a packaged recipe's name)."""
+    config, path = _load(recipe)
+    if "model" not in config:
+        raise BortzooError(f"{recipe}: a Trainer recipe (pretraining, fine-tuning) has a model: section; an extraction "
+                           "or Agora recipe is planned as a whole by `bortzoo plan --config` (plan_search, plan_agora)")
+    return workload_of(config, _shown(path), recipe)
+
+
+def workload_of(config: dict, shown: str, recipe: str) -> Workload:
+    """The workload of a Trainer recipe's YAML (`shown`: its name in the output, `recipe`: in errors)."""
     trainer = config.get("trainer") or {}
     model = config.get("model") or {}
     data = (config.get("data") or {}).get("init_args") or {}
     args = model.get("init_args") or {}
-    common = dict(recipe=_shown(path), devices=_count(trainer.get("devices", 1), "trainer.devices"),
+    common = dict(recipe=shown, devices=_count(trainer.get("devices", 1), "trainer.devices"),
                   nodes=int(trainer.get("num_nodes", 1)), accumulate=int(trainer.get("accumulate_grad_batches", 1)),
                   precision=str(trainer.get("precision", "32-true")), **_sharding(trainer.get("strategy", "auto")))
     class_path = str(model.get("class_path", ""))
@@ -390,13 +403,179 @@ def format_plan(plan: dict) -> str:
     return "\n".join(lines)
 
 
+# -- many short fits: the architecture search and Agora ------------------------------------------------
+def _hours(flops: float, mfu: float) -> dict[str, float]:
+    return {gpu: flops / (peak * mfu) / 3600 for gpu, peak in GPU_PEAKS.items()}
+
+
+def plan_search(config: dict, shown: str, mfu: float = DEFAULT_MFU,
+                activations: Optional[tuple[int, int]] = None) -> dict:
+    """An extraction recipe: the teacher fills its logit cache once, then every trained candidate (one per
+    ε-partition) runs each θ set for the step budget on cached batches, and is evaluated on the held-out ones."""
+    from bortzoo.extract.scoring import Measures, step_budget
+    from bortzoo.extract.search import Space, build_candidates, plan_partitions
+
+    data = config.get("data") or {}
+    teacher = shape_of(str(config.get("teacher", "")))
+    seq, batch = int(data.get("seq_len", 512)), int(data.get("batch_size", 32))
+    probability, cap = float(data.get("mlm_probability", 0.15)), data.get("max_predictions", 80)
+    predictions = max(1, round((seq - 2) * probability))
+    predictions = min(predictions, int(cap)) if cap is not None else predictions
+    archs = build_candidates(Space(**(config.get("space") or {})), teacher.vocab_size, seq)
+    groups, _ = plan_partitions([Measures(a.total_params(), a.encoder_flops(seq)) for a in archs], archs,
+                                float(config.get("epsilon", 0.0)))
+    trained = [archs[g[0]] for g in groups]
+    thetas = len(config.get("hparams") or [{}])
+    steps = step_budget(float(config.get("epsilon", 0.0)), float(config.get("s", 1.0)),
+                        float(config.get("budget_scale", 100.0)), int(config.get("min_steps", 10)),
+                        int(config.get("max_steps", 1000)))
+    train_batches, eval_batches = int(config.get("train_batches", 64)), int(config.get("eval_batches", 8))
+    forward = {a: a.encoder_flops(seq) + head_flops(a, predictions) for a in trained}
+    flops = {
+        "teacher fills the cache": (train_batches + eval_batches) * batch * (teacher.encoder_flops(seq)
+                                                                             + head_flops(teacher, predictions)),
+        "surrogate training": sum(thetas * steps * batch * 3 * forward[a] for a in trained),
+        "held-out evaluation": sum(thetas * eval_batches * batch * forward[a] for a in trained),
+    }
+    largest = max(trained, key=lambda a: (a.total_params(), a.encoder_flops(seq)))
+    precision = str(config.get("precision") or "32-true")
+    work = Workload(recipe=shown, kind="pretrain", model=largest, seq_len=seq, batch=batch, predictions=predictions,
+                    precision=precision)
+    per_sequence, per_step = activations if activations is not None else activation_bytes(work)
+    memory = {f"largest candidate {largest.short()}: weights, gradients, AdamW (fp32)":
+              largest.total_params(mlm_head=True) * BYTES_PER_TRAINABLE,
+              f"largest candidate {largest.short()}: activations": per_sequence * batch + per_step}
+    teacher_bytes = teacher.total_params(mlm_head=True) * BYTES_PER_FROZEN
+    total = sum(flops.values())
+    return {"recipe": shown, "kind": "search", "teacher": teacher.short(), "candidates": len(archs),
+            "trained": len(trained), "epsilon": float(config.get("epsilon", 0.0)), "thetas": thetas, "steps": steps,
+            "seq_len": seq, "micro_batch": batch, "predictions": predictions, "precision": precision,
+            "flops": flops, "flops_total": total, "memory_per_device": memory,
+            "memory_per_device_total": max(sum(memory.values()), teacher_bytes), "teacher_bytes": teacher_bytes,
+            "mfu": mfu, "gpu_peaks": GPU_PEAKS, "gpu_hours": _hours(total, mfu)}
+
+
+def plan_agora(config: dict, shown: str, mfu: float = DEFAULT_MFU,
+               activations: Optional[tuple[int, int]] = None) -> dict:
+    """An Agora recipe: the weak model fitted once, then one fine-tune per alive set per iteration (the alive sets
+    shrink by ceil(drop × alive), at least one, per iteration). Which sets survive depends on their scores, so a
+    trial is planned at the mean cost of the recipe's sets; the few rows each iteration adds are not counted."""
+    import math
+
+    import yaml
+
+    from bortzoo.agora.trials import expand_sets
+    from bortzoo.recipe import apply_overrides
+    from bortzoo.resources import resolve_recipe
+
+    def fine_tune(key: str, overrides_key: str, batch_size: Optional[int] = None) -> Workload:
+        path = resolve_recipe(str(config[key]), key)
+        base = apply_overrides(yaml.safe_load(open(path, encoding="utf-8")), config.get(overrides_key), overrides_key)
+        if batch_size is not None:
+            base = apply_overrides(base, {"data.init_args.batch_size": batch_size}, "a set's batch_size")
+        return workload_of(base, _shown(path), str(config[key]))
+
+    sets = expand_sets(config.get("grid"), config.get("sets"), config.get("sample"), int(config.get("seed", 0)))
+    drop, limit = float(config.get("drop", 0.5)), config.get("max_iterations")
+    schedule, alive = [], len(sets)
+    while alive and (limit is None or len(schedule) < int(limit)):
+        schedule.append(alive)
+        alive -= max(1, math.ceil(drop * alive))
+    # each set's batch size changes a trial's steps and memory; its other values (lr, seed, ...) do not
+    estimates, given = [], activations
+    for values in sets:
+        batch_size = values.get("batch_size")
+        estimates.append(estimate(fine_tune("finetune", "finetune_overrides", batch_size), mfu, activations))
+        activations = (estimates[-1]["activation_bytes_per_sequence"], estimates[-1]["activation_bytes_per_step"])
+    per_trial = sum(e["flops_total"] or 0 for e in estimates) / len(estimates)
+    parts = {"trials": per_trial * sum(schedule)}
+    memory = max(e["memory_per_device_total"] for e in estimates)
+    weak = None
+    if not str(config.get("weak_model", "")).endswith(".ckpt"):  # a recipe, fitted first (a .ckpt is already trained)
+        weak = estimate(fine_tune("weak_model", "weak_overrides"), mfu, given)
+        parts["weak model, fitted once"] = weak["flops_total"] or 0
+        memory = max(memory, weak["memory_per_device_total"])
+    total = sum(parts.values())
+    return {"recipe": shown, "kind": "agora", "sets": len(sets), "schedule": schedule, "trials": sum(schedule),
+            "trial_recipe": estimates[0]["recipe"], "trial_flops": per_trial, "trial_steps": [e["steps"] for e in estimates],
+            "weak_recipe": weak["recipe"] if weak else None, "flops": parts, "flops_total": total,
+            "memory_per_device_total": memory, "parallel": int(config.get("parallel", 1)), "mfu": mfu,
+            "gpu_peaks": GPU_PEAKS, "gpu_hours": _hours(total, mfu)}
+
+
+def _hours_lines(result: dict) -> list[str]:
+    lines = [f"  projected GPU-hours at MFU {result['mfu']:.0%} (dense bf16/fp16 peaks, NVIDIA data sheets):"]
+    for gpu, hours in result["gpu_hours"].items():
+        fits = result["memory_per_device_total"] <= GPU_MEMORY_GB[gpu] * 1e9
+        when = f"{hours:,.1f}" if hours >= 10 else f"{hours:.2g}"
+        lines.append(f"    {gpu:<5} peak {result['gpu_peaks'][gpu] / 1e12:,.0f} TFLOP/s, {GPU_MEMORY_GB[gpu]} GB: {when} "
+                     f"GPU-hours{'' if fits else '  (does not fit: lower the micro-batch)'}")
+    return lines
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    return [title, ""] + [f"  {k:<{width}}  {v}" for k, v in rows] + [""]
+
+
+def format_search(result: dict) -> str:
+    rows = [("candidates", f"{result['candidates']} in the space; {result['trained']} trained (one per ε-partition, "
+                           f"ε = {result['epsilon']:g}, the maximum point in its own)"),
+            ("teacher", f"{result['teacher']}, its top logits cached once"),
+            ("surrogate runs", f"{result['thetas']} θ set(s) × {result['steps']:,} steps per trained candidate"),
+            ("one step", f"{result['micro_batch']} sequences, length {result['seq_len']}, {result['predictions']} "
+                         f"predicted positions each"),
+            ("precision", result["precision"])]
+    rows += [(f"FLOPs: {part}", f"{flops / 1e12:,.1f} T") for part, flops in result["flops"].items()]
+    rows.append(("FLOPs in total", f"{result['flops_total']:.3e}"))
+    rows += [(f"memory/device: {part}", _gib(size)) for part, size in result["memory_per_device"].items()]
+    rows += [("memory/device: teacher while it fills the cache", _gib(result["teacher_bytes"])),
+             ("memory/device, the larger", _gib(result["memory_per_device_total"]))]
+    lines = _table(f"bortzoo plan: {result['recipe']} (architecture search)", rows) + _hours_lines(result)
+    lines += ["", "  the GPU-hours are the sum over shards (--shard k/N divides the wall time by N); activations measured "
+                  "on this CPU as for pretraining; the MFU is assumed, not measured"]
+    return "\n".join(lines)
+
+
+def format_agora(result: dict) -> str:
+    steps = sorted(set(result["trial_steps"]))
+    rows = [("hyperparameter sets", f"{result['sets']}; alive per iteration {', '.join(map(str, result['schedule']))} "
+                                    f"= {result['trials']} trials"),
+            ("a trial", f"{result['trial_recipe']}: {', '.join(f'{n:,}' for n in steps)} steps "
+                        f"(by the sets' batch sizes), {result['trial_flops'] / 1e15:,.2f} PFLOPs on average")]
+    if result["weak_recipe"]:
+        rows.append(("weak model", f"{result['weak_recipe']}, fitted once"))
+    rows += [(f"FLOPs: {part}", f"{flops:.3e}") for part, flops in result["flops"].items()]
+    rows += [("FLOPs in total", f"{result['flops_total']:.3e}"),
+             ("memory/device, the largest fit", _gib(result["memory_per_device_total"]))]
+    lines = _table(f"bortzoo plan: {result['recipe']} (Agora)", rows) + _hours_lines(result)
+    lines += ["", f"  trials run {result['parallel']} at a time (--parallel), one GPU each: the wall time divides by up "
+                  "to that; which sets survive depends on their scores, so a trial is planned at the sets' mean cost; "
+                  "the rows each iteration adds are not counted; the MFU is assumed, not measured"]
+    return "\n".join(lines)
+
+
 def plan(recipe: str, mfu: float = DEFAULT_MFU) -> dict:
-    """Before a GPU run: FLOPs, tokens, memory per device and projected GPU-hours of a pretraining or fine-tune recipe.
+    """Before a GPU run: FLOPs, tokens, memory per device and projected GPU-hours of a recipe: pretraining,
+    fine-tuning, the architecture search or Agora.
 
     Args:
         recipe: The recipe: a path, or a packaged recipe's name (`bortzoo recipes`); `--config RECIPE` says the same.
         mfu: Model-FLOPs utilisation assumed for the projected time (a fraction of each GPU's dense bf16 peak).
     """
-    result = estimate(read_workload(recipe), mfu)
-    print(format_plan(result))
+    if not 0 < mfu <= 1:
+        raise BortzooError(f"--mfu must be within (0, 1], got {mfu}")
+    config, path = _load(recipe)
+    if "model" in config:
+        result = estimate(workload_of(config, _shown(path), recipe), mfu)
+        print(format_plan(result))
+    elif "space" in config or "teacher" in config:
+        result = plan_search(config, _shown(path), mfu)
+        print(format_search(result))
+    elif "finetune" in config:
+        result = plan_agora(config, _shown(path), mfu)
+        print(format_agora(result))
+    else:
+        raise BortzooError(f"{recipe}: neither a Trainer recipe (model:), an extraction recipe (teacher:, space:) nor an "
+                           "Agora recipe (finetune:)")
     return result

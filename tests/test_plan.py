@@ -17,6 +17,8 @@ from bortzoo.plan import (
     Workload,
     activation_bytes,
     estimate,
+    plan_agora,
+    plan_search,
     read_workload,
     saved_tensor_bytes,
     trainable_params,
@@ -120,8 +122,8 @@ def test_plan_prints_the_table_and_names_bad_input(capsys):
         assert f"{gpu:<5} peak" in out
     assert "MFU 40%" in out and "50 epochs of 2,490 training rows" in out and "/work/" not in out
     with pytest.raises(SystemExit):
-        main(["plan", "--config", "recipes/extract/bort.yaml"])
-    assert "extraction or Agora recipe" in capsys.readouterr().err
+        main(["plan", "--config", "finetune/glue/rte-bort", "--mfu", "0"])
+    assert "--mfu must be within (0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["plan", "--config", "pretrain/bort", "--mfu", "1.5"])
     assert "--mfu must be within (0, 1]" in capsys.readouterr().err
@@ -130,23 +132,27 @@ def test_plan_prints_the_table_and_names_bad_input(capsys):
 
 
 def test_every_gpu_recipe_is_planned():
-    """Every Trainer recipe without a -tiny suffix reads and plans (activations given: measuring 42 of them would
-    take minutes); extraction and Agora recipes say which recipe to plan instead."""
-    from conftest import REPO
+    """Every GPU recipe plans (activations given: measuring 48 of them would take minutes); extraction and Agora
+    recipes as a whole, and `read_workload` says so for them."""
+    import yaml
 
     recipes = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if not p.stem.endswith("-tiny"))
     planned = 0
     for recipe in recipes:
         name = str(recipe.relative_to(REPO))
         if recipe.parent.name in ("extract", "agora"):
-            with pytest.raises(BortzooError, match="extraction or Agora recipe"):
+            with pytest.raises(BortzooError, match="extraction or Agora recipe is planned as a whole"):
                 read_workload(name)
+            whole = (plan_search if recipe.parent.name == "extract" else plan_agora)(
+                yaml.safe_load(recipe.read_text()), name, activations=(1, 0))
+            assert whole["flops_total"] > 0 and all(hours > 0 for hours in whole["gpu_hours"].values()), name
+            planned += 1
             continue
         plan = estimate(read_workload(name), activations=(1, 0))
         assert plan["flops_per_step"] > 0 and plan["tokens_per_step"] > 0, name
         assert plan["steps"] and all(hours > 0 for hours in plan["gpu_hours"].values()), name
         planned += 1
-    assert planned >= 42  # 2 pretraining and 40 fine-tune recipes today
+    assert planned >= 42 + 6  # 2 pretraining, 40 fine-tune, 1 extraction and 5 Agora recipes today
 
 
 def test_an_unknown_fsdp_sharding_is_named(tmp_path):
@@ -158,3 +164,47 @@ def test_an_unknown_fsdp_sharding_is_named(tmp_path):
     path.write_text(yaml.safe_dump(recipe))
     with pytest.raises(BortzooError, match="sharding_strategy 'FULL_SHRAD' is not one of FULL_SHARD"):
         read_workload(str(path))
+
+
+def test_the_search_plan_is_its_hand_arithmetic():
+    """Two candidates, both trained (ε = 0), at length 128 with 19 predicted positions: the teacher runs once over the
+    cached batches; each candidate runs every θ set for the step budget (3× its forward) and the held-out batches."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "recipes/extract/bort.yaml").read_text())
+    config.update(space={"depths": [2], "heads": [8], "hidden": [1024], "intermediate": [768, 3072]}, epsilon=0.0,
+                  min_steps=10, max_steps=100, train_batches=10, eval_batches=2)
+    result = plan_search(config, "search.yaml", mfu=0.5, activations=(1000, 24))
+    assert (result["candidates"], result["trained"], result["steps"], result["thetas"]) == (2, 2, 100, 2)
+    assert result["predictions"] == 19 == min(round(126 * 0.15), 20)
+
+    def layer(intermediate, seq=128, hidden=1024):  # 8·L·H² + 4·L·H·I + 4·L²·H
+        return 8 * seq * hidden * hidden + 4 * seq * hidden * intermediate + 4 * seq * seq * hidden
+
+    head = 2 * 19 * 1024 * 1024 + 2 * 19 * 1024 * 50_265
+    forwards = [2 * layer(768) + head, 2 * layer(3072) + head]
+    assert result["flops"]["teacher fills the cache"] == 12 * 32 * (24 * layer(4096) + head)
+    assert result["flops"]["surrogate training"] == sum(2 * 100 * 32 * 3 * f for f in forwards)
+    assert result["flops"]["held-out evaluation"] == sum(2 * 2 * 32 * f for f in forwards)
+    assert result["gpu_hours"]["A100"] == pytest.approx(result["flops_total"] / (312e12 * 0.5) / 3600)
+    largest = get_arch("2,8,1024,3072").replace(max_positions=128)  # the search sizes positions to its length
+    assert sum(result["memory_per_device"].values()) == 16 * largest.total_params() + 1000 * 32 + 24
+    # the teacher is freed before the candidates train: the larger of the two phases, here the teacher's
+    assert result["memory_per_device_total"] == max(16 * largest.total_params() + 1000 * 32 + 24,
+                                                    4 * get_arch("roberta-large").total_params())
+
+
+def test_the_agora_plan_counts_its_trials():
+    """16 sets sampled, half dropped per iteration (at least one): 16 + 8 + 4 + 2 + 1 = 31 trials of the Bort RTE
+    recipe (50 epochs of 2,490 rows at the set's batch size), plus the BERT-large weak model fitted once."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "recipes/agora/rte-bort.yaml").read_text())
+    result = plan_agora(config, "agora.yaml", activations=(0, 0))
+    assert (result["sets"], result["schedule"], result["trials"]) == (16, [16, 8, 4, 2, 1], 31)
+    assert set(result["trial_steps"]) <= {50 * -(-2490 // 8), 50 * -(-2490 // 16)}
+    weak = estimate(read_workload("finetune/glue/rte-bert-large"), activations=(0, 0))
+    assert result["flops"]["weak model, fitted once"] == weak["flops_total"]
+    assert result["flops_total"] == pytest.approx(result["trial_flops"] * 31 + weak["flops_total"])
+    config.update(max_iterations=2)
+    assert plan_agora(config, "agora.yaml", activations=(0, 0))["schedule"] == [16, 8]
