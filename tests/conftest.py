@@ -1,12 +1,15 @@
 """Tests run offline with tiny everything: the project's own tokenizer, corpus and model folders."""
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# bortzoo.optimize's engine cache: one per test session, never the user's ~/.cache/bortzoo
+os.environ["BORTZOO_CACHE"] = tempfile.mkdtemp(prefix="bortzoo-test-cache-")
 
 import pytest  # noqa: E402
 

@@ -12,7 +12,7 @@ from transformers import BertModel
 from bortzoo.errors import BortzooError
 from bortzoo.serve import cpu
 from bortzoo.serve import int8 as int8_mod
-from bortzoo.serve import optimize as opt_mod
+from bortzoo.serve import own as opt_mod
 from bortzoo.serve.int8 import Int8Arithmetic, QuantizedLinear
 from tests.conftest import TINY_ARCH
 
@@ -77,7 +77,7 @@ def test_without_exact_int8_optimize_says_so_and_returns_fp32(monkeypatch):
     monkeypatch.setattr(opt_mod, "int8_arithmetic", lambda: None)
     model = _bert()
     with pytest.warns(UserWarning, match="no fast int8 arithmetic is exact on this CPU"):
-        fast = optimize_ = opt_mod.optimize(model, attention="sdpa")
+        fast = optimize_ = opt_mod.optimize_torch(model, attention="sdpa")
     assert fast.bortzoo_optimize["precision"] == "fp32"
     assert fast.bortzoo_optimize["requested_precision"] == "int8"
     assert not any(isinstance(m, QuantizedLinear) for m in optimize_.modules())
@@ -90,11 +90,11 @@ def test_optimize_refuses_a_copy_that_is_off_and_names_the_error(monkeypatch):
     real_forward = QuantizedLinear.forward  # a kernel that writes zeros
     monkeypatch.setattr(QuantizedLinear, "forward", lambda self, x, residual=None: real_forward(self, x, residual) * 0)
     with pytest.raises(BortzooError, match=r"the int8 copy is off: its encoder output differs .* by \d+\.\d\d%"):
-        opt_mod.optimize(_bert())
+        opt_mod.optimize_torch(_bert())
 
 
 def test_a_right_copy_records_its_self_check():
-    fast = opt_mod.optimize(_bert(), attention="sdpa")
+    fast = opt_mod.optimize_torch(_bert(), attention="sdpa")
     info = fast.bortzoo_optimize
     assert info["int8_backend"] == "onednn" and info["activation_bits"] in (7, 8)
     assert 0 < info["self_check_error"] <= opt_mod.SELF_CHECK_MAX_ERROR["int8"]
@@ -107,7 +107,7 @@ def test_inplace_with_check_compares_with_the_model_as_it_was():
     torch.manual_seed(0)
     model = BertForSequenceClassification(TINY_ARCH.to_bert_config(num_labels=3)).eval()
     batches = [{"input_ids": torch.randint(5, TINY_ARCH.vocab_size, (4, 10))}]
-    fast = opt_mod.optimize(model, inplace=True, check=batches, min_agreement=0.0)
+    fast = opt_mod.optimize_torch(model, inplace=True, check=batches, min_agreement=0.0)
     assert fast is model
     assert fast.bortzoo_guard.max_abs_diff > 0  # int8 against the fp32 model, not the copy against itself
 

@@ -1,4 +1,4 @@
-"""bortzoo.serve.optimize (bortzoo.optimize): int8 linears and bf16 attention agree with fp32, keep the original intact, and refuse what they cannot do."""
+"""bortzoo.serve.own (bortzoo.optimize(engine="torch")): int8 linears and bf16 attention agree with fp32, keep the original intact, and refuse what they cannot do."""
 
 import copy
 import io
@@ -13,8 +13,10 @@ from transformers.models.bert.modeling_bert import BertSelfAttention
 from bortzoo.errors import BortzooError
 from bortzoo.serve import cpu as cpu_mod
 from bortzoo.serve import int8 as int8_mod
-from bortzoo.serve import optimize as opt_mod
-from bortzoo.serve.optimize import GuardReport, QuantizedLinear, guard, int8_backend, optimize
+from bortzoo.serve import own as opt_mod
+from bortzoo.serve.guard import GuardReport, guard
+from bortzoo.serve.own import QuantizedLinear, int8_backend
+from bortzoo.serve.own import optimize_torch as optimize
 from tests.conftest import TINY_ARCH
 
 pytestmark = pytest.mark.cpu_sensitive  # int8 and bf16 kernels: CI runs this file again under AVX2 emulation
@@ -311,7 +313,7 @@ def test_enforce_names_the_number_that_misses():
 def test_optimize_refuses_a_model_that_fails_its_check(monkeypatch):
     model = _bert(cls=BertForSequenceClassification, num_labels=3)
     bad = GuardReport(10, 0.5, 0.9, 1.0)
-    monkeypatch.setattr(opt_mod, "_compare", lambda *a, **k: bad)
+    monkeypatch.setattr(opt_mod, "compare", lambda *a, **k: bad)
     with pytest.raises(BortzooError, match="agrees with fp32 on 50.00%"):
         optimize(model, check=[_inputs()])
 
@@ -319,8 +321,10 @@ def test_optimize_refuses_a_model_that_fails_its_check(monkeypatch):
 def test_package_level_optimize_is_the_function():
     import bortzoo
 
-    assert bortzoo.optimize is optimize
-    fast = bortzoo.optimize(_bert())
+    from bortzoo.serve.optimize import optimize as entry
+
+    assert bortzoo.optimize is entry
+    fast = bortzoo.optimize(_bert(), engine="torch")  # the own path as asked: int8 unless told otherwise
     assert fast.bortzoo_optimize["precision"] == "int8"
 
 

@@ -77,7 +77,7 @@ def build_app(handlers: Handlers):
         with gr.Row():
             warmup = gr.Slider(0, 5, value=2, step=1, label="warm-up forwards")
             repeats = gr.Slider(1, 30, value=5, step=1, label="timed rounds (median, p90)", elem_id="repeats")
-            int8 = gr.Checkbox(False, label="also Bort int8 (bortzoo.optimize)")
+            int8 = gr.Checkbox(False, label="also optimised Bort (bortzoo.optimize picks the engine)")
         run_bench = gr.Button("Run benchmark", elem_id="run-benchmark")
         bench_summary = gr.Markdown(elem_id="latency-summary")
         bench_table = gr.Dataframe(headers=list(LATENCY_HEADERS), interactive=False, elem_id="latency-table")

@@ -25,7 +25,7 @@ class LatencyPanel:
 
     def __init__(self, archs: dict[str, Arch]):
         self.archs = dict(archs)
-        self._models: dict = {}  # bench.measure's cache: name → model (and "<name> int8")
+        self._models: dict = {}  # bench.measure's cache: name → model (and "<name> optimized")
         self._lock = threading.Lock()
 
     def prepare(self) -> None:
@@ -75,9 +75,12 @@ def summary(rows: Sequence[dict], plan: bench.Plan, info: Optional[dict] = None)
             else "BERT-large's median latency over Bort's:")  # never call a slow-down a speed-up
     lines = [f"{lead} {', '.join(parts)} (median latency, batch {plan.batch[0]})." if parts else "Nothing timed."]
     if plan.optimized:
-        int8 = speedups(rows, slow="BERT-large", fast=bench.optimized_name("Bort"))
-        lines.append("Bort int8 (`bortzoo.optimize`) against fp32 BERT-large: "
-                     + ", ".join(f"seq {s}: **{r:.1f}×**" for s, r in sorted(int8.items())) + ".")
+        fast = bench.optimized_name("Bort")
+        ups_fast = speedups(rows, slow="BERT-large", fast=fast)
+        engine = next((r.get("engine") for r in rows if r["model"] == fast), None)
+        lines.append(f"Optimised Bort (`bortzoo.optimize`, engine **{engine}**, the fastest that holds its check on "
+                     "this CPU) against fp32 BERT-large: "
+                     + ", ".join(f"seq {s}: **{r:.1f}×**" for s, r in sorted(ups_fast.items())) + ".")
     lines.append(f"Measured now on **{info['cpu']}** ({info['cores']} cores) with **{threads} thread"
                  f"{'s' if threads != 1 else ''}**, torch {info['torch']}; {plan.warmup} warm-up forwards, then "
                  f"{plan.repeats} interleaved rounds (median and p90). Models have **random weights** of the real "

@@ -179,7 +179,8 @@ def measure_latency(arch: Arch, latency: Latency) -> float:
 
     import torch
 
-    from bortzoo.serve.bench import build_model, make_inputs, time_interleaved
+    from bortzoo.serve.bench import build_model, make_inputs
+    from bortzoo.serve.timing import time_interleaved
 
     previous = torch.get_num_threads()
     torch.set_num_threads(latency.threads)

@@ -11,7 +11,6 @@ Torch and transformers are imported lazily so that `bortzoo --help` stays fast.
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import json
 import math
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Un
 
 from bortzoo.arch import Arch, get_arch
 from bortzoo.errors import BortzooError
+from bortzoo.serve.timing import time_interleaved
 from bortzoo.files import write_text
 from bortzoo.serve import cpu
 
@@ -60,11 +60,12 @@ WEIGHT_SEED = 0
 CLAIMED_SPEEDUPS = {
     ("bert-large", "bort"): "claimed 20x (alexa/bort README)",
     ("bert-base", "bort"): "claimed 7.9x (alexa/bort README)",
-    ("bert-large", "bort int8"): "fp32 BERT-large vs bortzoo's int8 Bort; issue 7 targets 50x",
-    ("bort", "bort int8"): "fp32 vs int8 Bort; issue 7 targets 3.5x",
+    ("bert-large", "bort optimized"): "fp32 BERT-large vs Bort by bortzoo.optimize; issue 7 targets 50x",
+    ("bort", "bort optimized"): "fp32 vs optimised Bort; issue 7 targets 3.5x",
 }
-OPTIMIZED_PRECISION = "int8"
-OPTIMIZED_NOTE = " (rows '... int8': bortzoo.optimize, int8 linears + bf16 attention where native)"
+OPTIMIZED_SUFFIX = "optimized"
+OPTIMIZED_NOTE = (" (rows '... optimized': bortzoo.optimize(engine='auto'), the fastest engine that holds its self-check "
+                  "on this CPU at these shapes; the engine column names it)")
 RANDOM_WEIGHTS_NOTE = "random weights: latency depends only on the shapes"
 
 
@@ -78,7 +79,7 @@ class Plan:
     threads: tuple[int, ...]
     warmup: int
     repeats: int
-    optimized: bool = False  # also time each model after bortzoo.optimize (int8), as "<name> int8"
+    optimized: bool = False  # also time each model after bortzoo.optimize(engine="auto"), as "<name> optimized"
 
     @property
     def timed_forwards(self) -> int:
@@ -87,14 +88,14 @@ class Plan:
         return models * len(self.batch) * len(self.seq) * len(self.threads) * self.repeats
 
     def rows_archs(self) -> dict[str, Arch]:
-        """Every timed row's name -> architecture (the int8 twins share their model's)."""
+        """Every timed row's name -> architecture (the optimised twins share their model's)."""
         if not self.optimized:
             return dict(self.archs)
         return {**self.archs, **{optimized_name(name): arch for name, arch in self.archs.items()}}
 
 
 def optimized_name(name: str) -> str:
-    return f"{name} {OPTIMIZED_PRECISION}"
+    return f"{name} {OPTIMIZED_SUFFIX}"
 
 
 # -- the public entry point -------------------------------------------------------------------
@@ -126,9 +127,10 @@ def bench(
         out: Folder for the CSV and JSON results (named after the CPU, thread counts and
             library versions); null to write nothing.
         progress: Show a progress bar on stderr.
-        optimized: Also time each model after `bortzoo.optimize` (int8 linears, bf16 attention
-            where the CPU has it), as a row named "<model> int8". For the full comparison with
-            ONNX Runtime and the CPU's peak rates, run bench/cpu_latency.py.
+        optimized: Also time each model after `bortzoo.optimize(engine="auto")` (the fastest engine
+            that holds its self-check here, chosen at these shapes and the first thread count), as a
+            row named "<model> optimized" whose engine column names the engine. For every engine side
+            by side and the CPU's peak rates, run bench/cpu_latency.py.
 
     Returns:
         One dict per (model, batch, seq, threads) with median_ms, p90_ms, vs_fastest,
@@ -253,43 +255,6 @@ def make_inputs(arch: Arch, batch: int, seq: int, seed: int = INPUT_SEED) -> dic
 
 
 # -- timing -----------------------------------------------------------------------------------
-def time_interleaved(
-    forwards: Mapping[str, Callable[[], object]],
-    warmup: int = 3,
-    repeats: int = 20,
-    *,
-    on_timed: Optional[Callable[[str], None]] = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, list[float]]:
-    """Seconds taken by each call, over `repeats` rounds that each call every forward once, in order.
-
-    Interleaving spreads drift over all models alike; `warmup` untimed calls of each first let
-    lazy initialisation, the allocator and kernel caches settle. The garbage collector is paused
-    while timing (as `timeit` does). `on_timed(name)` runs after each timed call, outside the
-    timed span (a progress bar); `clock` is injectable for tests.
-    """
-    if _not_int(warmup) or warmup < 0 or _not_int(repeats) or repeats < 1:
-        raise BortzooError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup!r}, repeats={repeats!r}")
-    for forward in forwards.values():
-        for _ in range(warmup):
-            forward()
-    times: dict[str, list[float]] = {name: [] for name in forwards}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            for name, forward in forwards.items():
-                start = clock()
-                forward()
-                times[name].append(clock() - start)
-                if on_timed is not None:
-                    on_timed(name)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
-
-
 def measure(plan: Plan, progress: bool = True, models: Optional[dict[str, "torch.nn.Module"]] = None) -> list[dict]:
     """Build each model once, then time every (batch, seq, threads) setting; torch's thread count is restored.
 
@@ -308,7 +273,9 @@ def measure(plan: Plan, progress: bool = True, models: Optional[dict[str, "torch
 
         for name in plan.archs:
             if optimized_name(name) not in models:
-                models[optimized_name(name)] = optimize(models[name], precision=OPTIMIZED_PRECISION)
+                models[optimized_name(name)] = optimize(
+                    models[name], engine="auto", threads=plan.threads[0],
+                    shapes=[(b, s) for b in plan.batch for s in plan.seq])
     archs = plan.rows_archs()
     models = {name: models[name] for name in archs}  # only this plan's rows, in its order
     original_threads = torch.get_num_threads()
@@ -331,6 +298,9 @@ def measure(plan: Plan, progress: bool = True, models: Optional[dict[str, "torch
                             rows += summarise(archs, times, batch, seq, threads)
         finally:
             torch.set_num_threads(original_threads)
+    for row in rows:
+        report = getattr(models[row["model"]], "bortzoo_report", None)
+        row["engine"] = report.chosen if report is not None else f"transformers-fp32-{ATTN_IMPLEMENTATION}"
     return rows
 
 
@@ -385,6 +355,7 @@ def _num(x: float) -> str:
 _COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("model", lambda r: r["model"]),
     ("arch", lambda r: r["arch"]),
+    ("engine", lambda r: r.get("engine", "")),
     ("params M", lambda r: _num(r["params"] / 1e6)),
     ("GFLOPs", lambda r: _num(r["gflops"])),
     ("batch", lambda r: str(r["batch"])),
@@ -396,7 +367,7 @@ _COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("FLOP ratio", lambda r: _num(r["flop_ratio"])),
     ("GFLOP/s", lambda r: _num(r["gflops_per_s"])),
 )
-_LEFT_ALIGNED = {"model", "arch"}
+_LEFT_ALIGNED = {"model", "arch", "engine"}
 
 
 def format_table(rows: Sequence[dict]) -> str:
@@ -473,7 +444,7 @@ def results_meta(info: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
         "dtype": "float32",
         "attn_implementation": ATTN_IMPLEMENTATION,
         "archs": {name: arch.as_dict() for name, arch in plan.archs.items()},
-        "optimized": OPTIMIZED_PRECISION if plan.optimized else None,
+        "optimized": "auto" if plan.optimized else None,
     }
 
 

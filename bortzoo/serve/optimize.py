@@ -1,461 +1,486 @@
-"""CPU inference for BERT-family encoders: int8 linears, bf16 attention, fused epilogues.
+"""`bortzoo.optimize`: a BERT-family model made fast for CPU inference by the fastest engine that holds the accuracy
+guard on this CPU, called exactly like the original.
 
-Why each piece (measured by `bench/cpu_latency.py` on an AMD EPYC Zen 5 with 2 cores):
-- torch's fp32 matmul (MKL) reaches ~100 GFLOP/s per core on this CPU, oneDNN's int8 (VNNI)
-  ~900: the linears are quantised to int8 (weights per output channel, activations per tensor
-  at run time) and run by oneDNN's `qlinear_pointwise`, which also applies the bias, the GELU
-  and the residual add in the same pass over the output (`bortzoo.serve.int8`, which also checks that
-  this CPU's int8 arithmetic is exact, and narrows the activations to 7 bits where it needs that).
-- torch's fp32 and bf16 flash attention reach ~80 GFLOP/s here; two bf16 matmuls around an fp32
-  softmax reach ~200, so attention runs that way where the CPU has native bf16 (avx512_bf16 or
-  AMX); elsewhere it uses SDPA.
-- query, key and value are one matmul, so the activation is quantised once, not three times.
-The residual stream and LayerNorm stay fp32. Before returning, `optimize` runs the copy and the
-original on a small batch and refuses a copy whose output is off; `guard` measures what the copy
-costs in accuracy on given inputs, and `optimize(check=...)` refuses a model that disagrees.
+The engines are bortzoo's own torch path ("torch", `bortzoo.serve.own`) and the peers a user would otherwise pick
+(`bortzoo.serve.engines`: ONNX Runtime, OpenVINO, CTranslate2), each with its schemes (int8 recipes, bf16, fp32).
+`engine="auto"` builds every installed candidate, checks each against the original (a self-check on fixed tokens,
+and the caller's `check` batches when given), times the ones that hold at the caller's shapes, interleaved, and
+returns the fastest. The built artefacts and the choice with its measurements are cached on disk
+(`bortzoo.serve.engine_cache`), so the second call loads. A named engine is used as asked: its first scheme that
+holds the guard. The report of what was chosen and why is `optimized.bortzoo_report`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import logging
 import os
-import warnings
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from bortzoo.errors import BortzooError
-from bortzoo.serve.cpu import cpu_flags, cpu_summary, native_bf16
-from bortzoo.serve.int8 import GELU_ALGORITHMS, QuantizedLinear, int8_arithmetic
+from bortzoo.errors import BortzooError, first_line
+from bortzoo.serve import engine_cache
+from bortzoo.serve.cpu import cpu_summary, native_bf16
+from bortzoo.serve.engines import ENGINE_NAMES, peer
+from bortzoo.serve.engines.base import EngineError, export_source
+from bortzoo.serve.engines.wrapper import EngineBertModel, find_bert, swap_bert
+from bortzoo.serve.guard import GuardReport, compare, guard, predictions
+from bortzoo.serve.int8 import QuantizedLinear
+from bortzoo.serve.own import (
+    PRECISIONS,
+    SELF_CHECK_MAX_ERROR,
+    auto_attention,
+    int8_backend,
+    optimize_torch,
+    relative_error,
+    self_check_batch,
+)
 
 __all__ = [
-    "optimize",
-    "guard",
-    "GuardReport",
-    "QuantizedLinear",
-    "cpu_flags",
-    "native_bf16",
-    "auto_attention",
-    "int8_backend",
+    "DEFAULT_SHAPES",
+    "ENGINES",
     "PRECISIONS",
     "SELF_CHECK_MAX_ERROR",
+    "CandidateResult",
+    "GuardReport",
+    "OptimizeReport",
+    "QuantizedLinear",
+    "auto_attention",
+    "candidates",
+    "guard",
+    "int8_backend",
+    "optimize",
 ]
 
-PRECISIONS = ("int8", "bf16", "fp32")
-ATTENTIONS = ("auto", "bf16", "sdpa")
-_SCORES_PER_CHUNK = 1 << 20  # attention scores computed at once: 2 MB of bf16
-# The self-check's bound on the copy's relative error in the encoder output, per precision (bf16 attention counts
-# as bf16). Measured on the real all-MiniLM-L6-v2 encoder (tests/real): right int8 copies 0.058 (8-bit activations)
-# and 0.094 (7-bit), saturating int8 arithmetic 0.157, bf16 0.014. The exactness probe of bortzoo.serve.int8 is what keeps
-# int8 right; this bound is the backstop that refuses a copy that is wrong, not merely approximate.
-SELF_CHECK_MAX_ERROR = {"int8": 0.15, "bf16": 0.05, "fp32": 1e-3}
+ENGINES = ("auto", *ENGINE_NAMES)
+DEFAULT_SHAPES = ((1, 128), (8, 128))  # (batch, seq): one request alone, and a small server batch
+TIMING_SECONDS = 0.6  # per shape, shared by the candidates (at least MIN_ROUNDS rounds each)
+MIN_ROUNDS, MAX_ROUNDS = 3, 25
+CALIBRATION = (4, 64)  # synthetic calibration batches (rows, tokens) when the caller gives no check batches
 _log = logging.getLogger("bortzoo")
 
 
-# -- what the CPU can do --------------------------------------------------------------------------
-def auto_attention() -> str:
-    """What attention="auto" picks: bf16 score matmuls where bf16 is native, else torch's SDPA."""
-    return "bf16" if native_bf16() else "sdpa"
+# -- the report -----------------------------------------------------------------------------------
+@dataclass
+class CandidateResult:
+    """One candidate's fate: built or not, held the guard or not, and its median milliseconds per shape."""
+
+    engine: str
+    scheme: str
+    status: str = "pending"  # chosen | held | failed guard | cannot build | not installed | not applicable | not timed
+    reason: str = ""
+    ms: dict[str, float] = field(default_factory=dict)  # "BxS" -> median ms
+    self_check_error: float | None = None
+    agreement: float | None = None
+    metric_change: float | None = None
+    build_s: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}-{self.scheme}"
+
+    @property
+    def total_ms(self) -> float | None:
+        return sum(self.ms.values()) if self.ms else None
 
 
-def int8_backend() -> Optional[str]:
-    """The int8 kernel optimize() uses on this CPU ('onednn'), or None where no fast one is exact."""
-    arithmetic = int8_arithmetic()
-    return None if arithmetic is None else arithmetic.backend
+@dataclass
+class OptimizeReport:
+    """What `optimize` chose and why: every candidate's build, guard and timing, on which CPU and shapes."""
+
+    chosen: str
+    engine: str
+    scheme: str
+    cpu: str
+    threads: int
+    shapes: list[tuple[int, int]]
+    candidates: list[CandidateResult]
+    versions: dict[str, str | None]
+    from_cache: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OptimizeReport:
+        data = dict(data)
+        data["candidates"] = [CandidateResult(**c) for c in data["candidates"]]
+        data["shapes"] = [tuple(s) for s in data["shapes"]]
+        return cls(**data)
+
+    def candidate(self, name: str) -> CandidateResult:
+        return next(c for c in self.candidates if c.name == name)
+
+    def summary(self) -> str:
+        """A table: each candidate's status, ms per shape, agreement and self-check error, and the reason."""
+        shapes = [f"{b}x{s}" for b, s in self.shapes]
+        head = ["candidate", "status", *[f"ms {s}" for s in shapes], "agreement", "self-check err", "why"]
+        rows = []
+        for c in self.candidates:
+            rows.append([c.name, c.status, *[f"{c.ms[s]:.2f}" if s in c.ms else "-" for s in shapes],
+                         "-" if c.agreement is None else f"{c.agreement:.2%}",
+                         "-" if c.self_check_error is None else f"{c.self_check_error:.4f}", c.reason])
+        widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+        lines = [(f"bortzoo.optimize chose {self.chosen} on {self.cpu}, {self.threads} thread(s)"
+                 f"{' (from the cache)' if self.from_cache else ''}, in {self.seconds:.1f} s")]
+        lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+        return "\n".join(lines)
 
 
-# -- BERT's layer pieces, rebuilt around the int8 linear ------------------------------------------
-def _linear(*linears: nn.Linear, precision: str, activation: Optional[str] = None,
-            out_dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The int8 linear, or (bf16/fp32) the same concatenation kept in floating point."""
-    if precision == "int8":
-        return QuantizedLinear.from_linear(*linears, activation=activation, out_dtype=out_dtype)
-    return _FloatLinear(*linears, activation=activation)
-
-
-class _FloatLinear(nn.Module):
-    """Floating-point twin of QuantizedLinear's interface (concatenated outputs, activation, residual)."""
-
-    def __init__(self, *linears: nn.Linear, activation: Optional[str] = None) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.cat([lin.weight.detach() for lin in linears]), requires_grad=False)
-        self.bias = None
-        if any(lin.bias is not None for lin in linears):  # a linear without bias contributes zeros
-            self.bias = nn.Parameter(torch.cat([lin.weight.new_zeros(lin.out_features) if lin.bias is None
-                                                else lin.bias.detach() for lin in linears]), requires_grad=False)
-        self.activation = activation
-
-    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        y = nn.functional.linear(x, self.weight, self.bias)
-        if self.activation:
-            y = nn.functional.gelu(y, approximate=GELU_ALGORITHMS[self.activation])
-        return y if residual is None else y + residual
-
-
-def _additive_mask(mask: Optional[torch.Tensor], dtype: torch.dtype) -> Optional[torch.Tensor]:
-    """transformers hands attention a bool mask (sdpa: True = attend) or an additive float one (eager)."""
-    if mask is None:
-        return None
-    if mask.dtype != torch.bool:  # eager's additive mask: its dtype's min would be -inf in bf16
-        mask = mask >= torch.finfo(mask.dtype).min / 2
-    return torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, torch.finfo(dtype).min)
-
-
-class OptimizedSelfAttention(nn.Module):
-    """BERT self-attention with one query-key-value matmul and, on bf16 hardware, bf16 score matmuls.
-
-    The 1/sqrt(head size) score scaling is folded into the query weights, so it costs nothing.
-    """
-
-    def __init__(self, attn: nn.Module, precision: str, attention: str) -> None:
-        super().__init__()
-        query = nn.Linear(attn.query.in_features, attn.query.out_features, bias=attn.query.bias is not None)
-        with torch.no_grad():
-            query.weight.copy_(attn.query.weight * attn.scaling)
-            if query.bias is not None:
-                query.bias.copy_(attn.query.bias * attn.scaling)
-        # with bf16 attention the int8 QKV matmul writes bf16 directly (at 4096 rows its fp32 output is 50 MB)
-        self.qkv = _linear(query, attn.key, attn.value, precision=precision,
-                           out_dtype=torch.bfloat16 if attention == "bf16" else torch.float32)
-        self.num_heads = attn.num_attention_heads
-        self.head_size = attn.attention_head_size
-        self.attention = attention
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                past_key_values: Any = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
-        if past_key_values is not None or kwargs.get("encoder_hidden_states") is not None:
-            raise BortzooError("optimize() handles encoders; this call uses a decoder cache or cross-attention")
-        batch, seq, _ = hidden_states.shape
-        heads, size = self.num_heads, self.head_size
-        qkv = self.qkv(hidden_states).view(batch, seq, 3, heads, size).permute(2, 0, 3, 1, 4)
-        if self.attention == "bf16":
-            # one pass converts to bf16 and lays q, k, v out as (batch*heads, seq, size) for bmm
-            q, k, v = torch.empty((3, batch, heads, seq, size), dtype=torch.bfloat16).copy_(qkv) \
-                .view(3, batch * heads, seq, size).unbind(0)
-            mask = _additive_mask(attention_mask, torch.bfloat16)
-            context = torch.empty((batch * heads, seq, size), dtype=torch.bfloat16)
-            # (batch*heads) slices of about _SCORES_PER_CHUNK scores, so the scores stay in cache between the
-            # two matmuls and the softmax (at seq 512, one 32 MB score tensor made softmax 5x slower)
-            step = max(1, _SCORES_PER_CHUNK // (seq * seq))
-            for start in range(0, batch * heads, step):
-                end = min(start + step, batch * heads)
-                scores = torch.bmm(q[start:end], k[start:end].transpose(1, 2))
-                if mask is not None:  # [batch, 1 or heads, seq or 1, seq]: this slice's (batch, head) rows
-                    index = torch.arange(start, end)
-                    scores = scores + mask.expand(batch, heads, -1, -1)[index // heads, index % heads]
-                torch.bmm(scores.softmax(dim=-1), v[start:end], out=context[start:end])  # softmax accumulates in fp32
-            context = context.view(batch, heads, seq, size)
+# -- candidates -----------------------------------------------------------------------------------
+def candidates(engine: str = "auto", precision: str | None = None, scheme: str | None = None,
+               has_bert: bool = True) -> list[CandidateResult]:
+    """The (engine, scheme) pairs `optimize` considers, in the order it tries them; ones that cannot run here
+    come with status 'not installed' or 'not applicable' and the reason."""
+    out: list[CandidateResult] = []
+    names = ENGINE_NAMES if engine == "auto" else (engine,)
+    for name in names:
+        status, reason = "pending", ""
+        if name == "torch":
+            schemes = ["int8", *(["bf16"] if native_bf16() else []), *(["fp32"] if engine == "torch" else [])]
         else:
-            q, k, v = qkv.to(hidden_states.dtype).unbind(0)
-            context = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=1.0)
-        out = torch.empty((batch, seq, heads, size), dtype=hidden_states.dtype)
-        return out.copy_(context.transpose(1, 2)).view(batch, seq, heads * size), None
-
-
-class OptimizedResidualOutput(nn.Module):
-    """BERT's `LayerNorm(dense(x) + residual)` (self-attention output and feed-forward output)."""
-
-    def __init__(self, output: nn.Module, precision: str) -> None:
-        super().__init__()
-        self.dense = _linear(output.dense, precision=precision)
-        self.LayerNorm = output.LayerNorm
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(hidden_states, residual=input_tensor))
-
-
-class OptimizedIntermediate(nn.Module):
-    """BERT's `gelu(dense(x))`, the GELU applied by the linear itself."""
-
-    def __init__(self, intermediate: nn.Module, precision: str, activation: str) -> None:
-        super().__init__()
-        self.dense = _linear(intermediate.dense, precision=precision, activation=activation)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.dense(hidden_states)
+            eng = peer(name)
+            schemes = list(eng.schemes)
+            if eng.missing():
+                status, reason = "not installed", eng.missing()
+            elif not has_bert:
+                status, reason = "not applicable", "the peer engines export a transformers BertModel; this model has none"
+        for s in schemes:
+            if scheme is not None and s != scheme:
+                continue
+            if precision is not None and s.split("-")[0] != precision:
+                continue
+            out.append(CandidateResult(name, s, status=status, reason=reason))
+    if not out:
+        raise BortzooError(f"engine {engine!r} has no scheme {scheme or precision!r}; "
+                           f"its schemes: {', '.join(c.scheme for c in candidates(engine, has_bert=has_bert))}")
+    return out
 
 
 # -- the entry point ------------------------------------------------------------------------------
-def _bert_layers(model: nn.Module) -> list[nn.Module]:
-    from transformers.models.bert.modeling_bert import BertLayer
-
-    return [m for m in model.modules() if isinstance(m, BertLayer)]
-
-
-def _activation_name(config: Any) -> str:
-    act = getattr(config, "hidden_act", None)
-    if act not in GELU_ALGORITHMS:
-        raise BortzooError(
-            f"optimize() fuses GELU into the int8 linear and knows {sorted(GELU_ALGORITHMS)}; "
-            f"this model's hidden_act is {act!r}")
-    return act
-
-
 def optimize(
     model: nn.Module,
+    engine: str = "auto",
     *,
-    precision: str = "int8",
+    scheme: str | None = None,
+    precision: str | None = None,
     attention: str = "auto",
-    threads: Optional[int] = None,
+    threads: int | None = None,
+    shapes: Sequence[tuple[int, int]] | None = None,
     inplace: bool = False,
-    check: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
-    labels: Optional[Sequence[Any]] = None,
-    metric: Optional[Callable[[torch.Tensor, torch.Tensor], float]] = None,
+    check: Iterable[Mapping[str, torch.Tensor]] | None = None,
+    labels: Sequence[Any] | None = None,
+    metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     min_agreement: float = 0.99,
     max_metric_drop: float = 0.5,
+    cache_dir: os.PathLike | None = None,
 ) -> nn.Module:
     """A copy of a BERT-family model made fast for CPU inference, called exactly like the original.
 
     Args:
-        model: a transformers BERT model (BertModel, BertForSequenceClassification, ...) or a module
-            holding one (bortzoo's TaskModel, Student). Pooler and task heads stay fp32.
-        precision: "int8" (linears int8, see the module docstring), "bf16" (the whole model in
-            bf16; needs native bf16 to be fast) or "fp32" (only the fused attention).
-        attention: "bf16" (bf16 score matmuls, fp32 softmax), "sdpa" (torch's fused attention),
-            or "auto": bf16 where the CPU has native bf16, else sdpa.
-        threads: intra-op threads for torch (torch.set_num_threads); None leaves torch's setting.
-        inplace: modify `model` itself instead of a copy (saves memory; the original model is gone).
-            A bf16 or fp16 model comes back fp32 with precision int8 or fp32 (its residual stream).
-        check: batches of model inputs; when given, the optimised model is compared with the
-            fp32 model on them (`guard`) and refused (BortzooError) below `min_agreement`, or,
-            when `labels` and `metric` are given too, when the metric drops by more than
-            `max_metric_drop` points. The report is kept as `optimized.bortzoo_guard`.
+        model: a transformers BERT model (BertModel, BertForSequenceClassification, ...) or a module holding
+            one (bortzoo's TaskModel, Student). Pooler and task heads stay in torch, fp32.
+        engine: "auto" (measure every installed engine here and take the fastest that holds the guard),
+            "torch" (bortzoo's own path, `bortzoo.serve.own`), "ort", "openvino" or "ctranslate2".
+        scheme: one scheme of the named engine (e.g. "int8", "fp32"); default: the engine's schemes in order,
+            the first that holds the guard (auto: all of them, timed).
+        precision: only schemes of this precision ("int8", "bf16", "fp32"); with engine="torch" it is the
+            own path's precision (default int8).
+        attention: the own path's attention ("auto", "bf16", "sdpa").
+        threads: intra-op threads every engine uses (default: torch's current setting).
+        shapes: (batch, seq) pairs auto times the candidates at (default (1, 128) and (8, 128)).
+        inplace: engine="torch" only: modify `model` itself instead of a copy.
+        check, labels, metric, min_agreement, max_metric_drop: the accuracy guard (`bortzoo.serve.guard`):
+            a candidate whose predictions on `check` agree with the original's on fewer than `min_agreement`
+            of the examples, or whose metric drops by more than `max_metric_drop` points, is not used.
+        cache_dir: where built engines and auto's choice are kept (default `engine_cache.cache_root()`).
+    The returned model has `bortzoo_report` (an OptimizeReport; `.summary()` prints it).
     """
-    if precision not in PRECISIONS:
+    if engine not in ENGINES:
+        raise BortzooError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if precision is not None and precision not in PRECISIONS:
         raise BortzooError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if attention not in ATTENTIONS:
-        raise BortzooError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise BortzooError(f"threads must be a positive integer, got {threads!r}")
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        if threads > cpus:
-            raise BortzooError(f"threads {threads} is more than the {cpus} CPUs this process may use")
     if not isinstance(model, nn.Module):
         raise BortzooError(f"optimize() takes a torch nn.Module, got {type(model).__name__}")
-    layers = _bert_layers(model)
-    if not layers:
-        raise BortzooError(
-            f"no BERT encoder layers (transformers BertLayer) in {type(model).__name__}; "
-            "optimize() handles BERT-family models such as Bort")
-    if attention == "auto":
-        attention = auto_attention()
+    threads = _threads(threads)
     check = None if check is None else list(check)
-    settings: dict[str, Any] = {"precision": precision, "attention": attention, "int8_backend": None,
-                                "activation_bits": None, "cpu": cpu_summary()}
-    if precision == "int8":
-        arithmetic = int8_arithmetic()
-        if arithmetic is None:
-            reason = (f"no fast int8 arithmetic is exact on this CPU ({cpu_summary()}): oneDNN's int8 kernel "
-                      "is missing or saturates even with 7-bit activations, so optimize() returns fp32 (emulated "
-                      "bf16 would be slower still)")
-            warnings.warn(reason, stacklevel=2)
-            _log.warning(reason)
-            settings.update(precision="fp32", requested_precision="int8", fallback=reason)
-            precision = "fp32"
-        else:
-            settings.update(int8_backend=arithmetic.backend, activation_bits=arithmetic.activation_bits)
-    # what the original computes, before anything changes (with inplace=True it is gone afterwards)
-    probe = _self_check_batch(model)
-    expected_dtype = next(_encoder(model)[0].parameters()).dtype
-    expected = _encoder_output(model, probe)
-    reference = None if check is None else _predictions(model, check)
-
-    optimized = model if inplace else copy.deepcopy(model)
-    optimized.eval()
-    if precision != "bf16":
-        optimized.to(torch.float32)  # the residual stream and LayerNorm run in fp32, whatever the model was saved in
-    for layer in _bert_layers(optimized):
-        if layer.attention.self.__class__.__name__ != "BertSelfAttention":
-            raise BortzooError(f"optimize() rebuilds BertSelfAttention; this layer has {type(layer.attention.self).__name__}")
-        activation = _activation_name(layer.attention.self.config)
-        layer.attention.self = OptimizedSelfAttention(layer.attention.self, precision, attention)
-        layer.attention.output = OptimizedResidualOutput(layer.attention.output, precision)
-        layer.intermediate = OptimizedIntermediate(layer.intermediate, precision, activation)
-        layer.output = OptimizedResidualOutput(layer.output, precision)
-    if precision == "bf16":
-        optimized.to(torch.bfloat16)
-    optimized.requires_grad_(False)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    error = _relative_error(_encoder_output(optimized, probe), expected)
-    low_precision = attention == "bf16" or expected_dtype != torch.float32  # the copy, or the original, in bf16/fp16
-    bound = max(SELF_CHECK_MAX_ERROR[precision], SELF_CHECK_MAX_ERROR["bf16"] if low_precision else 0.0)
-    settings["self_check_error"] = round(error, 6)
-    optimized.bortzoo_optimize = settings
-    if not error <= bound:
-        raise BortzooError(
-            f"the {precision} copy is off: its encoder output differs from the original's by {error:.2%} "
-            f"(relative error on a {probe['input_ids'].shape[0]}x{probe['input_ids'].shape[1]} check batch; "
-            f"at most {bound:.1%} is right for {precision}) on this CPU "
-            f"({cpu_summary()}); optimize(precision='fp32') is exact everywhere")
-    if check is not None:
-        report = _compare(reference, _predictions(optimized, check), check, labels=labels, metric=metric)
-        optimized.bortzoo_guard = report
-        report.enforce(min_agreement, max_metric_drop)
+    if engine == "torch" and scheme is None and shapes is None:  # the own path as asked: nothing to choose
+        optimized = optimize_torch(model, precision=precision or "int8", attention=attention, threads=threads,
+                                   inplace=inplace, check=check, labels=labels, metric=metric,
+                                   min_agreement=min_agreement, max_metric_drop=max_metric_drop)
+        return optimized
+    if inplace:
+        raise BortzooError("inplace=True is for engine='torch' (the peers replace the encoder, not modify it)")
+    shapes = _shapes(shapes, _max_positions(model))
+    start = time.perf_counter()
+    selector = _Selector(model, engine, scheme, precision, attention, threads, shapes, check, labels, metric,
+                         min_agreement, max_metric_drop, Path(cache_dir) if cache_dir else engine_cache.cache_root())
+    optimized, report = selector.run()
+    report.seconds = round(time.perf_counter() - start, 3)
+    optimized.bortzoo_report = report
+    _log.info("%s", report.summary())
     return optimized
 
 
-# -- the self-check: is the copy right at all? ---------------------------------------------------
-def _encoder(model: nn.Module) -> tuple[nn.Module, bool]:
-    """The module the self-check runs: the BertModel inside `model` (True), or else its BertEncoder (False)."""
-    from transformers.models.bert.modeling_bert import BertEncoder, BertModel
-
-    for cls, full in ((BertModel, True), (BertEncoder, False)):
-        found = next((m for m in model.modules() if isinstance(m, cls)), None)
-        if found is not None:
-            return found, full
-    raise BortzooError(f"no BertModel or BertEncoder in {type(model).__name__} to check the optimised copy on")
-
-
-def _self_check_batch(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Two sequences of 24 fixed random tokens, the second padded after 16: what the copy must reproduce."""
-    encoder, full = _encoder(model)
-    config = encoder.config
-    g = torch.Generator().manual_seed(0)
-    mask = torch.ones(2, 24, dtype=torch.long)
-    mask[1, 16:] = 0
-    if full:
-        low = min(1000, config.vocab_size // 2)  # past the special and unused tokens of a WordPiece vocabulary
-        return {"input_ids": torch.randint(low, config.vocab_size, (2, 24), generator=g), "attention_mask": mask}
-    return {"hidden_states": torch.randn(2, 24, config.hidden_size, generator=g), "attention_mask": mask}
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return torch.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise BortzooError(f"threads must be a positive integer, got {threads!r}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads > cpus:
+        raise BortzooError(f"threads {threads} is more than the {cpus} CPUs this process may use")
+    return threads
 
 
-@torch.inference_mode()
-def _encoder_output(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The encoder's last hidden state at the real (unpadded) tokens, as fp32 rows."""
-    encoder, full = _encoder(model)
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        if full:
-            out = encoder(**batch).last_hidden_state
-        else:
-            dtype = next(encoder.parameters()).dtype
-            out = encoder(batch["hidden_states"].to(dtype))[0]
-    finally:
-        encoder.train(was_training)
-    return out.float()[batch["attention_mask"].bool()]
+def _max_positions(model: nn.Module) -> int | None:
+    config = next((m.config for m in model.modules() if hasattr(m, "config")), None)
+    return getattr(config, "max_position_embeddings", None)
 
 
-def _relative_error(output: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((output - expected).norm() / expected.norm().clamp(min=1e-12))
-
-
-# -- the accuracy guard ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GuardReport:
-    """How an optimised model's predictions compare with the fp32 model's on the same inputs.
-
-    agreement: share of examples whose predicted class is the same (None for regression heads
-    and bare encoders, which predict no class). output_correlation: Pearson correlation of all
-    outputs (logits, or hidden states). metric_*: in points (0-100) when labels and a metric
-    were given.
-    """
-
-    examples: int
-    agreement: Optional[float]
-    output_correlation: float
-    max_abs_diff: float
-    metric_fp32: Optional[float] = None
-    metric_optimized: Optional[float] = None
-
-    @property
-    def metric_change(self) -> Optional[float]:
-        if self.metric_fp32 is None or self.metric_optimized is None:
-            return None
-        return self.metric_optimized - self.metric_fp32
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "metric_change": self.metric_change}
-
-    def enforce(self, min_agreement: float = 0.99, max_metric_drop: float = 0.5) -> None:
-        """Raise BortzooError naming the number that misses the bar."""
-        if self.agreement is not None and self.agreement < min_agreement:
-            raise BortzooError(
-                f"the optimised model agrees with fp32 on {self.agreement:.2%} of {self.examples} examples, "
-                f"below the {min_agreement:.0%} required; keep the fp32 model, or try precision='bf16'")
-        change = self.metric_change
-        if change is not None and change < -max_metric_drop:
-            raise BortzooError(
-                f"the optimised model's metric is {self.metric_optimized:.2f} against {self.metric_fp32:.2f} "
-                f"in fp32 ({change:+.2f} points, more than the {max_metric_drop} allowed)")
-
-    def summary(self) -> str:
-        parts = [f"{self.examples} examples"]
-        if self.agreement is not None:
-            parts.append(f"agreement {self.agreement:.2%}")
-        parts.append(f"output correlation {self.output_correlation:.5f}")
-        if self.metric_change is not None:
-            parts.append(f"metric {self.metric_fp32:.2f} -> {self.metric_optimized:.2f} ({self.metric_change:+.2f})")
-        return ", ".join(parts)
-
-
-def _outputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Predictions as fp32 rows: logits [B, C], regression scores [B, 1], or hidden states [B*T, H]."""
-    out = model(**batch)
-    value = out if isinstance(out, torch.Tensor) else None
-    for name in ("logits", "last_hidden_state"):
-        if value is None:
-            value = out.get(name) if isinstance(out, Mapping) else getattr(out, name, None)
-    if value is None:
-        raise BortzooError(f"cannot read predictions from a {type(out).__name__}; expected logits or last_hidden_state")
-    value = value.to(torch.float32)
-    if value.dim() == 1:
-        return value[:, None]
-    return value if value.dim() == 2 else value.reshape(-1, value.shape[-1])
-
-
-@torch.inference_mode()
-def guard(
-    reference: nn.Module,
-    optimized: nn.Module,
-    batches: Iterable[Mapping[str, torch.Tensor]],
-    labels: Optional[Sequence[Any]] = None,
-    metric: Optional[Callable[[torch.Tensor, torch.Tensor], float]] = None,
-) -> GuardReport:
-    """Run both models on the same batches and compare predictions (and the metric, given labels).
-
-    `metric(predictions, labels)` gets class ids (or regression values) and returns points (0-100).
-    """
-    batches = list(batches)
-    return _compare(_predictions(reference, batches), _predictions(optimized, batches), batches, labels, metric)
-
-
-@torch.inference_mode()
-def _predictions(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
-    model.eval()
+def _shapes(shapes: Sequence[tuple[int, int]] | None, max_positions: int | None) -> list[tuple[int, int]]:
+    """The caller's (batch, seq) pairs, checked; by default DEFAULT_SHAPES within the model's positions."""
+    if shapes is None:
+        return sorted({(b, min(s, max_positions or s)) for b, s in DEFAULT_SHAPES})
     out = []
-    for i, batch in enumerate(batches):
-        if not isinstance(batch, Mapping):
-            raise BortzooError(f"check batch {i} is a {type(batch).__name__}; give dicts of model inputs")
-        out.append(_outputs(model, batch))
+    for i, shape in enumerate(shapes):
+        ok = isinstance(shape, (tuple, list)) and len(shape) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+        if not ok:
+            raise BortzooError(f"shapes[{i}] must be a (batch, seq) pair of positive integers, got {shape!r}")
+        out.append((int(shape[0]), int(shape[1])))
     if not out:
-        raise BortzooError("the accuracy check got no batches")
-    return torch.cat(out)
+        raise BortzooError("shapes is empty; give at least one (batch, seq) pair")
+    too_long = [shape for shape in out if max_positions and shape[1] > max_positions]
+    if too_long:
+        raise BortzooError(f"shapes {too_long} are longer than the model's {max_positions} positions")
+    return out
 
 
-def _compare(ref: torch.Tensor, opt: torch.Tensor, batches: Sequence[Mapping[str, torch.Tensor]],
-             labels: Optional[Sequence[Any]] = None,
-             metric: Optional[Callable[[torch.Tensor, torch.Tensor], float]] = None) -> GuardReport:
-    """The report on two models' predictions for the same batches (rows as `_outputs` lays them out)."""
-    examples = sum(len(next(iter(b.values()))) for b in batches)
-    hidden = ref.shape[0] != examples  # a bare encoder: one row per token
-    classes = not hidden and ref.shape[-1] > 1
-    agreement = float((ref.argmax(-1) == opt.argmax(-1)).float().mean()) if classes else None
-    corr = float(torch.corrcoef(torch.stack([ref.flatten(), opt.flatten()]))[0, 1])
-    metric_ref = metric_opt = None
-    if labels is not None or metric is not None:
-        if labels is None or metric is None:
-            raise BortzooError("the accuracy check needs both labels and metric, or neither")
-        target = torch.as_tensor(list(labels))
-        if target.shape[0] != examples:
-            raise BortzooError(f"got {target.shape[0]} labels for {examples} checked examples")
-        if hidden:
-            raise BortzooError("labels need a model with a task head; this model returns hidden states")
-        to_pred = (lambda t: t.argmax(-1)) if classes else (lambda t: t.reshape(-1))
-        metric_ref, metric_opt = float(metric(to_pred(ref), target)), float(metric(to_pred(opt), target))
-    return GuardReport(examples, agreement, corr, float((ref - opt).abs().max()), metric_ref, metric_opt)
+def _digest_batches(check, labels, metric) -> str | None:
+    if check is None:
+        return None
+    digest = hashlib.sha256()
+    for batch in check:
+        for name in sorted(batch):
+            value = batch[name]
+            digest.update(name.encode())
+            if isinstance(value, torch.Tensor):
+                digest.update(str(tuple(value.shape)).encode() + value.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(repr(None if labels is None else list(labels)).encode())
+    digest.update(getattr(metric, "__qualname__", repr(metric)).encode())
+    return digest.hexdigest()[:24]
+
+
+class _Selector:
+    """Builds, checks and times the candidates for one `optimize` call, through the cache."""
+
+    def __init__(self, model, engine, scheme, precision, attention, threads, shapes, check, labels, metric,
+                 min_agreement, max_metric_drop, root: Path) -> None:
+        self.model, self.engine, self.threads, self.shapes = model, engine, threads, shapes
+        self.attention, self.root = attention, root
+        self.check, self.labels, self.metric = check, labels, metric
+        self.min_agreement, self.max_metric_drop = min_agreement, max_metric_drop
+        try:
+            _, _, self.bert = find_bert(model)
+        except BortzooError:
+            self.bert = None
+        self.candidates = candidates(engine, precision, scheme, has_bert=self.bert is not None)
+        self.digest = engine_cache.model_hash(model)
+        self.keys = {"machine": engine_cache.machine_key(), "versions": engine_cache.library_versions()}
+        self.request = {"kind": "choice", "engine": engine, "scheme": scheme, "precision": precision,
+                        "attention": attention, "threads": threads, "shapes": shapes,
+                        "check": _digest_batches(check, labels, metric), "min_agreement": min_agreement,
+                        "max_metric_drop": max_metric_drop, **self.keys}
+        self._source: nn.Module | None = None
+        self._reference: torch.Tensor | None = None
+
+    # -- the whole call
+    def run(self) -> tuple[nn.Module, OptimizeReport]:
+        folder = engine_cache.entry_folder(self.root, self.digest, self.request)
+        try:
+            data = engine_cache.read_verified(folder, self.request)
+            report = OptimizeReport.from_dict(data["report"])
+            chosen = self.candidates[[c.name for c in self.candidates].index(report.chosen)]
+            optimized = self._build(chosen, guarded=False)  # the self-check still runs: the artefact may be rebuilt
+            report.from_cache = True
+            return optimized, report
+        except engine_cache.StaleEntry as why:
+            if str(why) != "not built yet":
+                _log.warning("bortzoo.optimize: the cached choice at %s is not used: %s; measuring again",
+                             folder.name, why)
+        except (KeyError, TypeError, ValueError, BortzooError) as err:
+            _log.warning("bortzoo.optimize: the cached choice at %s is not used (%s); measuring again",
+                         folder.name, first_line(err))
+        optimized, report = self._measure()
+        engine_cache.write_entry(folder, self.request, {"report": report.as_dict()})
+        return optimized, report
+
+    def _measure(self) -> tuple[nn.Module, OptimizeReport]:
+        built: dict[str, nn.Module] = {}
+        for cand in self.candidates:
+            if cand.status != "pending":
+                continue
+            try:
+                built[cand.name] = self._build(cand, guarded=True)
+            except EngineError as err:
+                cand.status, cand.reason = "cannot build", err.reason
+            except BortzooError as err:
+                cand.status, cand.reason = "failed guard", first_line(err)
+            if self.engine != "auto" and cand.name in built:
+                break  # a named engine: its first scheme that holds
+        if not built:
+            reasons = "; ".join(f"{c.name}: {c.status} ({c.reason})" for c in self.candidates)
+            if self.engine == "auto":
+                raise BortzooError(f"no engine could serve this model on {cpu_summary()}: {reasons}")
+            raise BortzooError(f"engine {self.engine!r} cannot serve this model on {cpu_summary()}: {reasons}; "
+                               f"the fastest engine that does: {self._fastest_other()}")
+        timeable = self.bert is not None  # token ids in; a bare encoder's input is the caller's business
+        if self.engine == "auto" and len(built) > 1 and timeable:
+            self._time(built)
+            chosen = min(built, key=lambda n: next(c for c in self.candidates if c.name == n).total_ms)
+        else:
+            chosen = next(iter(built))
+            if self.engine == "auto" and timeable:
+                self._time(built)
+        for cand in self.candidates:
+            if cand.name in built:
+                cand.status = "chosen" if cand.name == chosen else "held"
+            elif cand.status == "pending":
+                cand.status = "not timed"
+        pick = next(c for c in self.candidates if c.name == chosen)
+        report = OptimizeReport(chosen, pick.engine, pick.scheme, cpu_summary(), self.threads, self.shapes,
+                                self.candidates, self.keys["versions"])
+        return built[chosen], report
+
+    def _fastest_other(self) -> str:
+        """For the error of a named engine that failed: what auto picks among the other engines (measured)."""
+        other = copy.copy(self)
+        other.engine = "auto"
+        other.candidates = [dataclasses.replace(c) for c in candidates("auto", has_bert=self.bert is not None)
+                            if c.engine != self.engine]
+        try:
+            _, report = other._measure()
+        except BortzooError:
+            return "none"
+        best = report.candidate(report.chosen)
+        timing = ", ".join(f"{ms:.2f} ms at {shape}" for shape, ms in best.ms.items())
+        return f"{report.chosen}{f' ({timing})' if timing else ''}; optimize(model, engine='auto') picks it"
+
+    # -- one candidate
+    def source(self) -> nn.Module:
+        if self._source is None:
+            self._source = export_source(self.bert)
+        return self._source
+
+    def _build(self, cand: CandidateResult, guarded: bool) -> nn.Module:
+        """The model served by this candidate, self-checked, and with `guarded` held to the caller's check
+        batches: BortzooError when it fails either."""
+        start = time.perf_counter()
+        if cand.engine == "torch":
+            optimized = optimize_torch(self.model, precision=cand.scheme, attention=self.attention,
+                                       threads=self.threads)
+            cand.self_check_error = optimized.bortzoo_optimize.get("self_check_error")
+            if optimized.bortzoo_optimize.get("fallback"):
+                raise EngineError("torch", optimized.bortzoo_optimize["fallback"])
+        else:
+            runner = self._runner(cand)
+            optimized = swap_bert(copy.deepcopy(self.model), EngineBertModel(self.bert, runner, cand.engine))
+            optimized.eval()
+            self._self_check(cand, runner)
+        if cand.build_s is None:
+            cand.build_s = round(time.perf_counter() - start, 3)
+        if guarded and self.check is not None:
+            report = compare(self._reference_predictions(), predictions(optimized, self.check), self.check,
+                             labels=self.labels, metric=self.metric)
+            cand.agreement, cand.metric_change = report.agreement, report.metric_change
+            optimized.bortzoo_guard = report
+            report.enforce(self.min_agreement, self.max_metric_drop)
+        return optimized
+
+    def _runner(self, cand: CandidateResult):
+        """Load the candidate's artefact from the cache, building it first if absent, stale or corrupt."""
+        eng = peer(cand.engine)
+        keys = {"kind": "artefact", "engine": cand.engine, "scheme": cand.scheme, **self.keys}
+        folder = engine_cache.entry_folder(self.root, self.digest, keys)
+        try:
+            engine_cache.read_verified(folder, keys)
+        except engine_cache.StaleEntry as why:
+            if str(why) != "not built yet":
+                _log.warning("bortzoo.optimize: the cached %s artefact is not used: %s; rebuilding", cand.name, why)
+            engine_cache.write_entry(folder, keys, {"engine": cand.engine, "scheme": cand.scheme},
+                                     build=partial(eng.build, self.source(), cand.scheme,
+                                                   calibration=self._calibration()))
+        return eng.load(folder, cand.scheme, self.threads)
+
+    def _calibration(self) -> list[dict[str, torch.Tensor]]:
+        """The caller's check batches (real text) where given, else fixed random tokens."""
+        from bortzoo.serve.engines.base import example_batch
+
+        if self.check:
+            batches = []
+            for batch in self.check[:8]:
+                ids = batch["input_ids"]
+                batches.append({"input_ids": ids,
+                                "attention_mask": batch.get("attention_mask", torch.ones_like(ids)),
+                                "token_type_ids": batch.get("token_type_ids", torch.zeros_like(ids))})
+            return batches
+        rows, tokens = CALIBRATION
+        return [example_batch(self.bert.config, rows, tokens, seed=seed) for seed in range(2)]
+
+    def _self_check(self, cand: CandidateResult, runner) -> None:
+        probe = self_check_batch(self.model)
+        if "input_ids" not in probe:
+            raise EngineError(cand.engine, "no embeddings to feed token ids to")
+        probe.setdefault("token_type_ids", torch.zeros_like(probe["input_ids"]))
+        if self._reference is None:
+            with torch.inference_mode():
+                self._reference = self.source()(**probe).last_hidden_state[probe["attention_mask"].bool()]
+        with torch.inference_mode():
+            out = runner(probe["input_ids"], probe["attention_mask"], probe["token_type_ids"])
+        error = relative_error(out.float()[probe["attention_mask"].bool()], self._reference)
+        cand.self_check_error = round(error, 6)
+        bound = SELF_CHECK_MAX_ERROR[cand.scheme.split("-")[0]]
+        if not error <= bound:
+            raise BortzooError(f"{cand.name}'s encoder output is {error:.2%} off the original's (at most {bound:.1%} "
+                               f"is right for {cand.scheme})")
+
+    def _reference_predictions(self) -> torch.Tensor:
+        if not hasattr(self, "_ref_predictions"):
+            self._ref_predictions = predictions(self.model, self.check)
+        return self._ref_predictions
+
+    # -- timing
+    def _time(self, built: Mapping[str, nn.Module]) -> None:
+        from bortzoo.serve.timing import time_interleaved
+
+        config = (self.bert or next(m for m in self.model.modules() if hasattr(m, "config"))).config
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                for batch, seq in self.shapes:
+                    g = torch.Generator().manual_seed(0)
+                    ids = torch.randint(min(1000, config.vocab_size // 2), config.vocab_size, (batch, seq), generator=g)
+                    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+                    forwards = {name: partial(model, **inputs) for name, model in built.items()}
+                    once = time_interleaved(forwards, warmup=1, repeats=1)
+                    per_round = sum(t[0] for t in once.values())
+                    rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(TIMING_SECONDS / max(per_round, 1e-6))))
+                    times = time_interleaved(forwards, warmup=0, repeats=rounds)
+                    for cand in self.candidates:
+                        if cand.name in times:
+                            cand.ms[f"{batch}x{seq}"] = round(statistics.median(times[cand.name]) * 1e3, 3)
+        finally:
+            torch.set_num_threads(previous)

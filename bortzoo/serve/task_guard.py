@@ -1,6 +1,6 @@
 """The accuracy guard on a real task: an optimised model against its fp32 self on a task's dev split.
 
-`bortzoo.serve.optimize.guard` compares two models on given batches; this module supplies the batches,
+`bortzoo.serve.guard.guard` compares two models on given batches; this module supplies the batches,
 the labels and the task's metric from the task spec, for a fine-tuned model named by zoo name, Hub
 id or folder (anything `bortzoo.load` takes), so the check reads the same data and scores the same
 way as fine-tuning does.
@@ -8,12 +8,13 @@ way as fine-tuning does.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
 
 from bortzoo.errors import BortzooError
-from bortzoo.serve.optimize import GuardReport, guard, optimize
+from bortzoo.serve.guard import GuardReport, guard
 from bortzoo.tasks import get_task
 from bortzoo.tasks.spec import MULTI_OPTION, RANKING
 
@@ -23,10 +24,11 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, examples: int = 1000,
-               batch_size: int = 32, max_length: int = 128, precision: str = "int8",
+               batch_size: int = 32, max_length: int = 128, engine: str = "torch", precision: Optional[str] = "int8",
                pair_encoding: str = "tokenizer") -> GuardReport:
-    """Agreement and metric change of `optimize(model, precision)` against fp32 on the first
-    `examples` rows of the task's first dev split (MNLI: matched).
+    """Agreement and metric change of `optimize(model, engine, precision=precision)` against fp32 on the first
+    `examples` rows of the task's first dev split (MNLI: matched). The report's `engine` names the candidate
+    that ran (with engine="auto": the fastest that held the guard on these very rows).
 
     `pair_encoding` must be how the model was fine-tuned: a published bortzoo model has its pair
     template in its tokenizer ("tokenizer"); a raw TaskModel run of a Bort recipe used "bort".
@@ -63,7 +65,16 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
         collection.update(predictions, target)
         return to_percent(split_score({k: float(v) for k, v in collection.compute().items()}))
 
-    return guard(reference, optimize(reference, precision=precision), batches, labels=labels, metric=metric)
+    from bortzoo.serve.optimize import optimize
+
+    if engine == "auto":  # the choice itself is held to these rows
+        optimized = optimize(reference, engine="auto", precision=precision, check=batches, labels=labels, metric=metric)
+    else:
+        optimized = optimize(reference, engine=engine, precision=precision)
+    report = guard(reference, optimized, batches, labels=labels, metric=metric)
+    chosen = getattr(optimized, "bortzoo_report", None)
+    name = chosen.chosen if chosen is not None else f"torch-{optimized.bortzoo_optimize['precision']}"
+    return dataclasses.replace(report, engine=name)
 
 
 def check_head(model: torch.nn.Module, spec, ref: str) -> None:

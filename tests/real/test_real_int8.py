@@ -13,7 +13,7 @@ import torch
 from bortzoo.errors import BortzooError
 from bortzoo.serve.cpu import cpu_summary
 from bortzoo.serve.int8 import QuantizedLinear, int8_arithmetic
-from bortzoo.serve.optimize import optimize
+from bortzoo.serve.own import optimize_torch as optimize
 from real.sentiment import HELD_OUT_WORDS, TRAIN_WORDS, rows
 
 pytestmark = pytest.mark.cpu_sensitive

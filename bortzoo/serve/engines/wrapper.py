@@ -1,0 +1,86 @@
+"""A peer engine put where the model's BertModel was, so the optimised model is called exactly like the original:
+same inputs, same output object, the pooler and every task head still in torch (fp32) on top."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from bortzoo.errors import BortzooError
+from bortzoo.serve.engines.base import EncoderRunner
+
+__all__ = ["EngineBertModel", "find_bert", "swap_bert"]
+
+
+class EngineBertModel(nn.Module):
+    """A transformers BertModel's call signature and outputs, its encoder run by an engine.
+
+    Keeps the original's config, pooler and input embeddings (heads that tie weights, e.g. a masked-LM
+    decoder, still find them). Inputs the engine cannot take (inputs_embeds, position_ids, head masks,
+    attention or hidden-state outputs) are refused by name instead of being dropped.
+    """
+
+    def __init__(self, bert: nn.Module, runner: EncoderRunner, engine: str) -> None:
+        super().__init__()
+        self.config = bert.config
+        self.engine = engine
+        self.runner = runner
+        self.pooler = None if bert.pooler is None else bert.pooler.float().eval()
+        self.word_embeddings = bert.get_input_embeddings()
+        self.max_positions = int(getattr(bert.config, "max_position_embeddings", 512))
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.word_embeddings
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, return_dict: bool | None = None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                **kwargs: Any) -> Any:
+        from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
+
+        refused = {"inputs_embeds": inputs_embeds, "position_ids": position_ids, **kwargs}
+        refused = [k for k, v in refused.items() if v is not None and k not in ("use_cache", "cache_position")]
+        if output_attentions or output_hidden_states:
+            refused.append("output_attentions" if output_attentions else "output_hidden_states")
+        if refused:
+            raise BortzooError(f"the {self.engine} engine runs the encoder from token ids only; it cannot take "
+                               f"{', '.join(refused)} (optimize(model, engine='torch') can)")
+        if input_ids is None:
+            raise BortzooError(f"the {self.engine} engine needs input_ids")
+        if input_ids.dim() != 2:
+            raise BortzooError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+        if input_ids.shape[1] > self.max_positions:
+            raise BortzooError(f"{input_ids.shape[1]} tokens is more than the model's {self.max_positions} positions")
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+        hidden = self.runner(input_ids.long(), mask.long(), types.long())
+        pooled = None if self.pooler is None else self.pooler(hidden)
+        if return_dict is False:
+            return (hidden,) if pooled is None else (hidden, pooled)
+        return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=hidden, pooler_output=pooled)
+
+
+def find_bert(model: nn.Module) -> tuple[nn.Module | None, str, nn.Module]:
+    """(parent, attribute, BertModel) of the first transformers BertModel in `model` (parent None: it is `model`)."""
+    from transformers import BertModel
+
+    if isinstance(model, BertModel):
+        return None, "", model
+    for parent_name, parent in model.named_modules():
+        for name, child in parent.named_children():
+            if isinstance(child, BertModel):
+                return parent, name, child
+    raise BortzooError(f"no transformers BertModel in {type(model).__name__}: the peer engines export one "
+                       "(engine='torch' also handles a bare BertEncoder)")
+
+
+def swap_bert(model: nn.Module, replacement: nn.Module) -> nn.Module:
+    """`model` with its BertModel replaced (in place; the caller passes a copy), or `replacement` itself."""
+    parent, name, _ = find_bert(model)
+    if parent is None:
+        return replacement
+    setattr(parent, name, replacement)
+    return model
