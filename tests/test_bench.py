@@ -215,21 +215,34 @@ def test_cli_help_and_parsing():
     assert cfg.seq == 32 and cfg.out is None and cfg.threads is None
 
 
-def test_optimized_adds_an_int8_twin_row_per_model_and_its_ratio_lines(tmp_path):
+@pytest.fixture
+def own_engine_only(monkeypatch):
+    """auto among the own path's schemes only: the peers are tested in tests/test_engine_*.py, and building
+    them for full-size Bort here would cost a minute of CI."""
+    from bortzoo.serve import optimize as opt_mod
+
+    monkeypatch.setattr(opt_mod, "ENGINE_NAMES", ("torch",))
+
+
+def test_optimized_adds_an_auto_twin_row_per_model_naming_its_engine(tmp_path, own_engine_only):
     printed = io.StringIO()
     small_bert_like = Arch(1, 2, 32, 64, vocab_size=100, max_positions=64)
     with contextlib.redirect_stdout(printed):
         rows = bench(models=["bort", small_bert_like], batch=[1], seq=[8], threads=[1], warmup=0,
                      repeats=1, out=str(tmp_path), progress=False, optimized=True)
     names = [r["model"] for r in rows]
-    assert names == ["bort", "<1,2,32,64>", "bort int8", "<1,2,32,64> int8"]
+    assert names == ["bort", "<1,2,32,64>", "bort optimized", "<1,2,32,64> optimized"]
     by_name = {r["model"]: r for r in rows}
-    assert by_name["bort int8"]["gflops"] == by_name["bort"]["gflops"]  # same shape, same work
+    assert by_name["bort optimized"]["gflops"] == by_name["bort"]["gflops"]  # same shape, same work
     assert all(r["median_ms"] > 0 for r in rows)
+    assert by_name["bort"]["engine"] == "transformers-fp32-sdpa"
+    chosen = by_name["bort optimized"]["engine"]  # what bortzoo.optimize(engine="auto") chose here
+    assert chosen.split("-")[0] in ("torch", "ort", "openvino", "ctranslate2")
     text = printed.getvalue()
-    assert "bort / bort int8: measured" in text and "issue 7 targets 3.5x" in text
+    assert "bort / bort optimized: measured" in text and "issue 7 targets 3.5x" in text
+    assert chosen in text  # the table's engine column names it
     meta = json.loads(next(tmp_path.glob("*.json")).read_text())["meta"]
-    assert meta["optimized"] == "int8"
+    assert meta["optimized"] == "auto"
 
 
 def test_optimized_must_be_a_bool():
@@ -237,9 +250,9 @@ def test_optimized_must_be_a_bool():
         bench(models=["bort"], out=None, progress=False, optimized="yes")
 
 
-def test_cli_optimized_is_a_bare_flag(tmp_path, capsys):
+def test_cli_optimized_is_a_bare_flag(tmp_path, capsys, own_engine_only):
     from bortzoo.cli import main
 
     main(["bench", "--models", "1,2,32,64", "--seq", "8", "--threads", "1", "--warmup", "0", "--repeats", "1",
           "--out", str(tmp_path), "--progress", "false", "--optimized"])
-    assert "1,2,32,64 int8" in capsys.readouterr().out
+    assert "1,2,32,64 optimized" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from demo_support import GLUE_FIXTURES, demo_settings
 
 from bortzoo.demo import accuracy, latency
 from bortzoo.demo.handlers import Handlers
-from bortzoo.demo.models import FAILED, MISSING, READY, ModelPool, load_checkpoint
+from bortzoo.demo.models import FAILED, MISSING, READY, ModelPool, describe, load_checkpoint
 from bortzoo.demo.predict import encode, run_model, task_row
 from bortzoo.demo.settings import build_settings, parse_assignments, zoo_checkpoints
 from bortzoo.errors import BortzooError
@@ -156,6 +156,25 @@ def test_predict_answers_on_both_sides_with_latency(handlers):
         assert "ms" in note and "1 thread" in note and "truncated" not in note
 
 
+def test_optimized_bort_answers_like_bort_and_names_its_engine(demo_folders):
+    """--optimized_bort: Bort's box is served by bortzoo.optimize(engine="auto") with every installed engine."""
+    plain = Handlers(demo_settings(demo_folders, threads=1, max_length=32))
+    fast = Handlers(demo_settings(demo_folders, threads=1, max_length=32, optimized_bort=True))
+    try:
+        expected, got = plain.predict("sst2", "a gripping film"), fast.predict("sst2", "a gripping film")
+        engine = fast.pool.slot("Bort", "sst2").loaded.engine
+        assert engine and engine.split("-")[0] in ("torch", "ort", "openvino", "ctranslate2")
+        assert f"optimised Bort: engine **{engine}**" in got[3] and "optimised" not in got[1]
+        assert got[0] == expected[0]  # BERT-large as it was
+        assert got[2] == pytest.approx(expected[2], abs=0.05)  # Bort's probabilities, int8 or not
+        assert f"served by {engine}" in describe(fast.pool.slot("Bort", "sst2"))
+    finally:
+        plain.pool.close()
+        fast.pool.close()
+    with pytest.raises(BortzooError, match="--optimized_bort must be true or false"):
+        demo_settings(demo_folders, optimized_bort="yes")
+
+
 def test_predict_reports_empty_and_long_input(handlers):
     out = handlers.predict("rte", "a premise", "")
     assert out[0] is None and out[2] is None
@@ -250,10 +269,13 @@ def test_benchmark_times_both_sides_at_each_length(handlers):
     assert len(figure.axes[0].lines) >= 2
 
 
-def test_benchmark_int8_rows_and_bad_settings(handlers):
+def test_benchmark_optimized_rows_and_bad_settings(handlers, monkeypatch):
+    from bortzoo.serve import optimize as opt_mod
+
+    monkeypatch.setattr(opt_mod, "ENGINE_NAMES", ("torch",))  # the peers: tests/test_engine_*.py
     summary, rows, _ = handlers.benchmark(1, [16], 1, warmup=0, repeats=1, int8=True)
-    assert [r[0] for r in rows] == ["BERT-large", "Bort", "BERT-large int8", "Bort int8"]
-    assert "Bort int8" in summary
+    assert [r[0] for r in rows] == ["BERT-large", "Bort", "BERT-large optimized", "Bort optimized"]
+    assert "Optimised Bort (`bortzoo.optimize`, engine **" in summary
     with pytest.raises(BortzooError, match="seq 1024 is longer than the 512 position embeddings"):
         handlers.benchmark(1, [1024], 1)
     with pytest.raises(BortzooError, match="threads 999 is more than"):

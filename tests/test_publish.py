@@ -372,14 +372,18 @@ def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run,
     main(["publish", str(task_run), "--repo-id", "tester/rte-tiny", "--dry-run", "--optimized",
           "--optimized-examples", "40", "--latency", "none", "--out", str(tmp_path / "hub")])
     out = capsys.readouterr().out
-    assert "dry run: nothing sent" in out and "optimized.json" in out and "int8 against fp32 on rte validation" in out
     folder = tmp_path / "hub"
     info = json.loads((folder / "optimized.json").read_text())
-    guard = info["guard"]
-    assert (info["task"], info["split"], info["precision"], info["metric"]) == ("rte", "validation", "int8", "accuracy")
+    guard, engine = info["guard"], info["engine"]
+    assert "dry run: nothing sent" in out and "optimized.json" in out and f"{engine} against fp32 on rte validation" in out
+    assert (info["task"], info["split"], info["metric"]) == ("rte", "validation", "accuracy")
+    names = [c["name"] for c in info["candidates"]]  # every engine considered, the chosen one among them
+    assert engine in names and guard["engine"] == engine and "torch-int8" in names
+    assert next(c for c in info["candidates"] if c["name"] == engine)["status"] == "chosen"
+    assert info["threads"] >= 1 and info["versions"]["torch"] == torch.__version__
+    assert "/" not in json.dumps([c["reason"] for c in info["candidates"]])  # no paths of this machine
     assert info["examples"] == guard["examples"] == 40 and info["max_length"] == 64
     assert info["data"] == "local data in the layout of nyu-mll/glue (GLUE RTE)"  # the run's own, not the Hub's
-    assert info["attention"] in ("bf16", "sdpa") and info["int8_backend"] in ("onednn", "int_mm")
     assert info["torch"] == torch.__version__ and info["cpu"]
     assert 0 <= guard["agreement"] <= 1
     assert guard["metric_change"] == pytest.approx(guard["metric_optimized"] - guard["metric_fp32"])
@@ -387,12 +391,13 @@ def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run,
     card = card_of(folder)
     text = card.text
     assert FAST in text and 'model, tokenizer = bortzoo.load("tester/rte-tiny")' in text
-    assert "fast = bortzoo.optimize(model)  # int8 linears, bf16 attention where the CPU has it" in text
-    assert (f"On the first 40 rows of RTE validation, the int8 model agreed with fp32 on "
+    assert 'fast = bortzoo.optimize(model)  # engine="auto"' in text
+    assert (f"On the first 40 rows of RTE validation, {engine} agreed with fp32 on "
             f"{100 * guard['agreement']:.2f}% of predictions; accuracy {guard['metric_fp32']:.2f} (fp32) vs "
-            f"{guard['metric_optimized']:.2f} (int8), change {guard['metric_change']:+.2f} points.") in text
-    assert f"on {info['cpu']}, torch {info['torch']}" in text
-    assert "No int8 weights are stored in this repo" in text and "not a gate" in text
+            f"{guard['metric_optimized']:.2f} ({engine}), change {guard['metric_change']:+.2f} points.") in text
+    assert f"On **{info['cpu']}** it chose **{engine}**" in text and f"on {info['cpu']}, torch {info['torch']}" in text
+    assert f"| {engine} | chosen |" in text  # the table of every engine considered
+    assert "No optimised weights are stored in this repo" in text and "not a gate" in text
     # without --optimized: no section, and the same card otherwise; the model-index reports fp32 either way
     plain_text = card_of(plain).text
     assert FAST not in plain_text and without_fast_section(text) == plain_text
@@ -403,18 +408,20 @@ def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run,
         k: v for k, v in before.items() if k != "README.md"}
 
     calls = []
-    original = bortzoo.serve.task_guard.task_guard
+    original = bortzoo.serve.task_guard.optimize_for_task
 
     def spy(model, task, **kwargs):
         calls.append((model, task, kwargs))
         return original(model, task, **kwargs)
 
-    monkeypatch.setattr(bortzoo.serve.task_guard, "task_guard", spy)
+    monkeypatch.setattr(bortzoo.serve.task_guard, "optimize_for_task", spy)
     result = publish(str(task_run), repo_id="tester/rte-tiny", dry_run=True, optimized=True, optimized_examples=40,
                      latency="none", out=str(tmp_path / "again"))
     assert calls == [(str(tmp_path / "again"), "rte", {"data_dir": "bortzoo/assets/tiny-tasks/glue", "examples": 40,
-                                                       "max_length": 64, "pair_encoding": "tokenizer"})]
-    assert digest(tmp_path / "again") == files and result["optimized"] == info  # same run, same bytes
+                                                       "max_length": 64, "engine": "auto",
+                                                       "pair_encoding": "tokenizer"})]
+    # same run, same bytes: the second choice comes from bortzoo.optimize's cache, measurements and all
+    assert digest(tmp_path / "again") == files and result["optimized"] == info
 
 
 def test_a_regression_card_quotes_the_metric_without_agreement(stsb_run, tmp_path):
@@ -428,7 +435,7 @@ def test_a_regression_card_quotes_the_metric_without_agreement(stsb_run, tmp_pat
     assert "agreed with fp32" not in text
     assert (f"On the first 30 rows of STS-B validation (a regression task: there are no predicted classes to agree "
             f"on), score (mean of pearson and spearman) {guard['metric_fp32']:.2f} (fp32) vs "
-            f"{guard['metric_optimized']:.2f} (int8), change {guard['metric_change']:+.2f} points.") in text
+            f"{guard['metric_optimized']:.2f} ({info['engine']}), change {guard['metric_change']:+.2f} points.") in text
     from bortzoo.publish.cards import fast_cpu_section
 
     assert info["examples_requested"] == 30

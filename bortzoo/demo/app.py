@@ -171,7 +171,7 @@ Assignments = Union[dict[str, str], list[str], str, None]
 def demo(bert_large: Assignments = None, bort: Assignments = None, data: Assignments = None,
          results: Optional[dict[str, list[str]]] = None, zoo: bool = True, threads: Optional[int] = None,
          max_length: int = 128, keep_tasks: int = 2, host: str = "127.0.0.1", port: int = 7860,
-         concurrency: int = 4, latency_archs: Optional[dict[str, str]] = None) -> None:
+         concurrency: int = 4, latency_archs: Optional[dict[str, str]] = None, optimized_bort: bool = False) -> None:
     """Serve the demo: BERT-large and Bort side by side (predictions, live CPU latency, accuracy).
 
     Works offline: with no checkpoint downloaded, latency is measured on random weights of the real
@@ -193,8 +193,10 @@ def demo(bert_large: Assignments = None, bort: Assignments = None, data: Assignm
         port: Port to serve on (0 or null: a free one).
         concurrency: Requests served at once per event (the queue holds the rest; model compute is one at a time).
         latency_archs: Architectures timed in the latency panel per side (default: the bert-large and bort presets).
+        optimized_bort: Serve Bort's predictions through `bortzoo.optimize(engine="auto")`, the fastest engine that
+            holds its check on this CPU (built once per checkpoint, then cached); Bort's box names the engine.
     """
     settings = build_settings(bert_large=bert_large, bort=bort, data=data, results=results, zoo=zoo,
                               threads=threads, max_length=max_length, keep_tasks=keep_tasks,
-                              latency_archs=latency_archs)
+                              latency_archs=latency_archs, optimized_bort=optimized_bort)
     launch(Handlers(settings), host=host, port=port or None, concurrency=concurrency, block=True)

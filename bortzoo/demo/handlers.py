@@ -88,6 +88,8 @@ class Handlers:
                 out += [None, f"⚠ {side} failed on this input: {type(err).__name__}: {err}"]
                 continue
             note = prediction.latency_text(self.settings.threads)
+            if slot.loaded.engine:
+                note += f"  \noptimised Bort: engine **{slot.loaded.engine}** (`bortzoo.optimize`, chosen on this CPU)"
             if waited > 0.05:
                 note += f"  \n(waited {waited * 1e3:.0f} ms for another request first; not counted above)"
             out += [prediction.label_value(), note]

@@ -35,6 +35,7 @@ class Loaded:
     warm_ms: float
     dtype: str = "float32"  # what it runs in (bortzoo.load's default)
     stored_dtype: str = "unknown"  # what its weight files hold (amazon/bort: float16)
+    engine: Optional[str] = None  # the bortzoo.optimize engine serving it (None: the transformers model as loaded)
 
 
 @dataclass
@@ -64,6 +65,15 @@ def load_checkpoint(ref: str, task: str, settings: DemoSettings) -> Loaded:
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     return Loaded(ref, model, tokenizer, Template.of(tokenizer), max_length, time.perf_counter() - start, 0.0,
                   dtype=dtype, stored_dtype=stored_dtype(model_ref(ref).folder()))
+
+
+def optimize_loaded(loaded: Loaded, threads: int) -> None:
+    """Serve `loaded` through `bortzoo.optimize(engine="auto")`, chosen at one request of the demo's lengths."""
+    from bortzoo.serve.optimize import optimize
+
+    shapes = sorted({(1, min(32, loaded.max_length)), (1, loaded.max_length)})
+    loaded.model = optimize(loaded.model, engine="auto", threads=threads, shapes=shapes)
+    loaded.engine = loaded.model.bortzoo_report.chosen
 
 
 class ModelPool:
@@ -120,6 +130,8 @@ class ModelPool:
         try:
             with self.compute:  # reading 1.3 GB would disturb a prediction being timed on the other side
                 loaded = self._loader(slot.ref, slot.task, self.settings)
+                if slot.side == "Bort" and self.settings.optimized_bort:
+                    optimize_loaded(loaded, self.settings.threads)
                 if self._warm:
                     loaded.warm_ms = self._warm_up(loaded, slot.task)
         except BortzooError as err:
@@ -189,8 +201,9 @@ def describe(slot: Slot) -> str:
     if slot.state == READY:
         loaded = slot.loaded
         stored = "" if loaded.stored_dtype in (loaded.dtype, "unknown") else f", stored as {loaded.stored_dtype}"
-        return (f"ready (`{slot.ref}`, runs in {loaded.dtype}{stored}, loaded in {loaded.load_s:.1f} s, warm forward "
-                f"{loaded.warm_ms:.0f} ms)")
+        engine = f" served by {loaded.engine} (bortzoo.optimize)" if loaded.engine else ""
+        return (f"ready (`{slot.ref}`, runs in {loaded.dtype}{stored}{engine}, loaded in {loaded.load_s:.1f} s, "
+                f"warm forward {loaded.warm_ms:.0f} ms)")
     if slot.state == LOADING:
         return f"loading `{slot.ref}`…"
     if slot.state == WAITING:

@@ -44,6 +44,8 @@ class DemoSettings:
         max_length: tokens per sequence for predictions; longer input is truncated, and the box says by how much.
         keep_tasks: how many tasks' model pairs stay in memory (BERT-large is 1.3 GB per task).
         load_wait: seconds a request waits for its models to finish loading before answering "still loading".
+        optimized_bort: serve Bort's predictions through `bortzoo.optimize(engine="auto")` (the fastest engine that
+            holds its check on this CPU); its box names the engine.
     """
 
     checkpoints: dict[str, dict[str, str]]
@@ -54,6 +56,7 @@ class DemoSettings:
     max_length: int = 128
     keep_tasks: int = 2
     load_wait: float = 300.0
+    optimized_bort: bool = False
 
     def tasks(self) -> list[str]:
         """Tasks with a checkpoint on at least one side, in registry order (the task selector)."""
@@ -116,7 +119,7 @@ def _split(item: str, option: str) -> tuple[str, str]:
 def build_settings(bert_large: Assignments = None, bort: Assignments = None, data: Assignments = None,
                    results: Union[Mapping[str, Sequence[str]], None] = None, zoo: bool = True,
                    threads: Optional[int] = None, max_length: int = 128, keep_tasks: int = 2,
-                   latency_archs: Optional[Mapping[str, str]] = None) -> DemoSettings:
+                   latency_archs: Optional[Mapping[str, str]] = None, optimized_bort: bool = False) -> DemoSettings:
     """The demo's settings from the verb's options: the zoo's checkpoints (unless `zoo` is false) overlaid
     with the given ones; every value checked, with the option named in the error."""
     checkpoints = zoo_checkpoints() if zoo else {side: {} for side in SIDES}
@@ -150,8 +153,11 @@ def build_settings(bert_large: Assignments = None, bort: Assignments = None, dat
         if side not in SIDES:
             raise BortzooError(f"latency_archs: side must be one of {SIDES}, got {side!r}")
         archs[side] = get_arch(spec)
+    if not isinstance(optimized_bort, bool):
+        raise BortzooError(f"--optimized_bort must be true or false, got {optimized_bort!r}")
     settings = DemoSettings(checkpoints=checkpoints, latency_archs=archs, data=data_dirs, results=extra,
-                            threads=threads, max_length=max_length, keep_tasks=keep_tasks)
+                            threads=threads, max_length=max_length, keep_tasks=keep_tasks,
+                            optimized_bort=optimized_bort)
     return settings
 
 

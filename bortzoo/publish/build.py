@@ -5,6 +5,7 @@ machine it was built on. The upload and the `publish` verb are in `bortzoo.publi
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -260,19 +261,28 @@ def _read_bench(path: Path) -> dict:
 
 
 # -- the optimised model ---------------------------------------------------------------------------
+def _number(value: Optional[float]) -> Optional[float]:
+    """JSON has no NaN: a metric that is not a number (a correlation of constant predictions) is written as null."""
+    return None if value is None or math.isnan(value) else value
+
+
+def _no_paths(text: str) -> str:
+    """A library's error line without the file paths of this machine (a card never carries one)."""
+    return re.sub(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'\"]+", "<path>", text)
+
+
 def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
-    """`bortzoo.serve.task_guard` on the built `folder`: `optimize(int8)` against fp32 on the first `examples` rows
-    of the task's first dev split, read from where the run read its data (its `data_dir`, or the Hub).
+    """`bortzoo.optimize(engine="auto")` on the built `folder`, its guard held to the first `examples` rows of the
+    task's first dev split (read from where the run read its data: its `data_dir`, or the Hub), and the chosen
+    engine's agreement and metric against fp32 on them (`bortzoo.serve.task_guard`).
 
     Returns what `optimized.json` holds. A failure is one BortzooError line; the folder is left as built.
     """
     import torch
 
     from bortzoo.publish.cards import guard_metric_name, public_ref
-    from bortzoo.serve.bench import hardware_info
-    from bortzoo.serve.int8 import int8_arithmetic
-    from bortzoo.serve.optimize import auto_attention
-    from bortzoo.serve.task_guard import task_guard
+    from bortzoo.serve.cpu import cpu_summary
+    from bortzoo.serve.task_guard import optimize_for_task
     from bortzoo.tasks import get_task
 
     if run.kind != "task":
@@ -287,24 +297,29 @@ def measure_optimized(run: Run, folder: Path, examples: int = 1000) -> dict:
     if data_dir is not None and not Path(data_dir).is_dir():
         raise BortzooError(f"--optimized: the run read {spec.name} from data_dir {data_dir!r}, which is not a folder "
                            f"from here (run publish where the run was started); {kept}")
-    print(f"measuring the int8 model against fp32 on up to {examples:,} rows of {spec.name} {split} "
+    print(f"choosing the fastest CPU engine that holds the guard on up to {examples:,} rows of {spec.name} {split} "
           f"({data_dir or spec.dataset}) for the card")
     try:
-        report = task_guard(str(folder), spec.name, data_dir=data_dir, examples=examples, max_length=max_length,
-                            pair_encoding="tokenizer")  # the built tokenizer carries the run's pair template
+        optimized = optimize_for_task(str(folder), spec.name, data_dir=data_dir, examples=examples,
+                                      max_length=max_length, engine="auto",
+                                      pair_encoding="tokenizer")  # the built tokenizer carries the run's pair template
+        report, choice = optimized.bortzoo_task_guard, optimized.bortzoo_report
     except BortzooError as err:
         raise BortzooError(f"--optimized: the accuracy check failed: {first_line(err)}; {kept}") from None
     except Exception as err:  # noqa: BLE001 - anything else that stops the measurement, said in one line
         raise BortzooError(f"--optimized: the accuracy check failed ({type(err).__name__}: {first_line(err)}); "
                            f"{kept}") from err
-    print(f"int8 against fp32 on {spec.name} {split}: {report.summary()}")
+    print(f"{report.engine} against fp32 on {spec.name} {split}: {report.summary()}")
     return {
-        "precision": "int8",
-        "attention": auto_attention(),  # what task_guard's optimize(attention="auto") picked on this CPU
-        "int8_backend": getattr(int8_arithmetic(), "backend", None),
-        "activation_bits": getattr(int8_arithmetic(), "activation_bits", None),  # 7 where the CPU adds pairs into int16
+        "engine": report.engine,
+        "candidates": [{"name": c.name, "status": c.status, "ms": c.ms, "agreement": _number(c.agreement),
+                        "metric_change": _number(c.metric_change), "reason": _no_paths(c.reason)}
+                       for c in choice.candidates],
+        "shapes": [list(shape) for shape in choice.shapes],
+        "threads": choice.threads,
+        "versions": {k: v for k, v in choice.versions.items() if v},
         "torch": torch.__version__,
-        "cpu": hardware_info()["cpu"],
+        "cpu": cpu_summary(),  # name and the flags that choose kernels
         "guard": report.as_dict(),
         "task": spec.name,
         "split": split,

@@ -111,29 +111,42 @@ def fast_cpu_section(optimized: Optional[dict], repo_id: str) -> Optional[str]:
     rows = report["examples"]
     whole = optimized.get("examples_requested", rows) > rows  # the split had fewer rows than asked for
     where = f"On {'all' if whole else 'the first'} {rows:,} rows of {board} {split}"
+    engine = optimized.get("engine") or "torch-int8"
     if report.get("agreement") is not None:
-        where += f", the int8 model agreed with fp32 on {100 * report['agreement']:.2f}% of predictions"
+        where += f", {engine} agreed with fp32 on {100 * report['agreement']:.2f}% of predictions"
     else:
         where += " (a regression task: there are no predicted classes to agree on)"
     if report.get("metric_fp32") is not None and report.get("metric_optimized") is not None:
         change = report.get("metric_change")
         change = report["metric_optimized"] - report["metric_fp32"] if change is None else change
         where += (f"{';' if report.get('agreement') is not None else ','} {metric} {report['metric_fp32']:.2f} "
-                  f"(fp32) vs {report['metric_optimized']:.2f} (int8), change {change:+.2f} points")
+                  f"(fp32) vs {report['metric_optimized']:.2f} ({engine}), change {change:+.2f} points")
+    timed = [c for c in optimized.get("candidates", []) if c.get("ms")]
+    table = ""
+    if timed:
+        shapes = list(timed[0]["ms"])
+        lines = ["| engine | status | " + " | ".join(f"ms at {s}" for s in shapes) + " | agreement |",
+                 "|---|---|" + "---|" * len(shapes) + "---|"]
+        for c in optimized["candidates"]:
+            ms = " | ".join(f"{c['ms'][s]:.2f}" if s in c.get("ms", {}) else "-" for s in shapes)
+            agree = "-" if c.get("agreement") is None else f"{100 * c['agreement']:.2f}%"
+            status = f"{c['status']} ({c['reason']})" if c.get("reason") else c["status"]
+            lines.append(f"| {c['name']} | {status} | {ms} | {agree} |")
+        table = "\n".join(lines) + "\n\n"
     return (
-        "`bortzoo.optimize` makes a copy of this model for fast CPU inference: int8 linear layers (weights per "
-        "output channel, activations per token at run time, 7-bit where the CPU has no VNNI so that its int8 "
-        "arithmetic stays exact) and bf16 attention where the CPU has native bf16 "
-        "(avx512_bf16 or AMX; elsewhere torch's SDPA); LayerNorm and the residual stream stay fp32. No int8 "
-        "weights are stored in this repo: `optimize` derives them from the fp32 weights when it is called, so "
-        "the download is the fp32 model's.\n\n"
+        f"`bortzoo.optimize` serves this model on a CPU with the fastest engine that holds its accuracy guard there: "
+        f"bortzoo's own torch path (int8 linears, bf16 attention where the CPU has native bf16), ONNX Runtime, "
+        f"OpenVINO or CTranslate2, each in int8 or fp32. On **{optimized.get('cpu')}** it chose **{engine}**. "
+        "No optimised weights are stored in this repo: `optimize` builds them from the fp32 weights on the machine "
+        "it runs on (and caches them there), so the download is the fp32 model's.\n\n"
         "```python\nimport bortzoo\n"
         f"model, tokenizer = bortzoo.load(\"{repo_id}\")\n"
-        "fast = bortzoo.optimize(model)  # int8 linears, bf16 attention where the CPU has it\n```\n\n"
-        f"{where}. Measured with `bortzoo.serve.task_guard` on {optimized.get('cpu')}, torch {optimized.get('torch')} "
-        f"(attention {optimized.get('attention')}, int8 backend {optimized.get('int8_backend')}, "
-        f"{optimized.get('activation_bits') or 8}-bit activations); the full report "
-        "is `optimized.json` in this repo.\n\n"
+        "fast = bortzoo.optimize(model)  # engine=\"auto\": measures the engines installed here, keeps the fastest "
+        "that holds\nprint(fast.bortzoo_report.summary())\n```\n\n"
+        f"{where}. Measured with `bortzoo.serve.task_guard` on {optimized.get('cpu')}, torch {optimized.get('torch')}, "
+        f"{optimized.get('threads', '?')} thread(s); every engine considered (median ms per batch x seq):\n\n"
+        f"{table}"
+        "The full report is `optimized.json` in this repo.\n\n"
         "This is a measurement, not a gate: publishing refused nothing on it. Check the model on your own data "
         "with `bortzoo.serve.task_guard`, or give `bortzoo.optimize` `check=` batches to refuse a copy that disagrees "
         "with fp32."

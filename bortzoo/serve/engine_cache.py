@@ -65,8 +65,9 @@ def model_hash(model: nn.Module) -> str:
     """SHA-256 of the model's class, config and every tensor of its state dict (names, dtypes, shapes, bytes)."""
     digest = hashlib.sha256(type(model).__qualname__.encode())
     config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_json_string"):
-        digest.update(config.to_json_string(use_diff=False).encode())
+    if config is not None and hasattr(config, "to_dict"):  # where it was loaded from is no part of the model
+        fields = {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
+        digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())

@@ -5,6 +5,7 @@ engine `bortzoo.optimize` considers is held to it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,6 +51,9 @@ class GuardReport:
             raise BortzooError(
                 f"the optimised model agrees with fp32 on {self.agreement:.2%} of {self.examples} examples, "
                 f"below the {min_agreement:.0%} required; keep the fp32 model, or try precision='bf16'")
+        if self.metric_optimized is not None and math.isnan(self.metric_optimized) \
+                and not math.isnan(self.metric_fp32):  # e.g. a correlation of constant predictions
+            raise BortzooError(f"the optimised model's metric is not a number (fp32: {self.metric_fp32:.2f})")
         change = self.metric_change
         if change is not None and change < -max_metric_drop:
             raise BortzooError(

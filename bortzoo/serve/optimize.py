@@ -150,7 +150,11 @@ def candidates(engine: str = "auto", precision: str | None = None, scheme: str |
         if name == "torch":
             schemes = ["int8", *(["bf16"] if native_bf16() else []), *(["fp32"] if engine == "torch" else [])]
         else:
-            eng = peer(name)
+            try:
+                eng = peer(name)
+            except ImportError as err:  # a broken install of an engine's library: said, not fatal
+                out.append(CandidateResult(name, "int8", status="not installed", reason=first_line(err)))
+                continue
             schemes = list(eng.schemes)
             if eng.missing():
                 status, reason = "not installed", eng.missing()

@@ -18,7 +18,7 @@ from bortzoo.serve.guard import GuardReport, guard
 from bortzoo.tasks import get_task
 from bortzoo.tasks.spec import MULTI_OPTION, RANKING
 
-__all__ = ["task_guard", "check_head"]
+__all__ = ["task_guard", "optimize_for_task", "check_head"]
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -33,7 +33,18 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
     `pair_encoding` must be how the model was fine-tuned: a published bortzoo model has its pair
     template in its tokenizer ("tokenizer"); a raw TaskModel run of a Bort recipe used "bort".
     """
+    return optimize_for_task(model, task, data_dir=data_dir, examples=examples, batch_size=batch_size,
+                             max_length=max_length, engine=engine, precision=precision,
+                             pair_encoding=pair_encoding).bortzoo_task_guard
+
+
+def optimize_for_task(model: str, task: str, *, data_dir: Optional[str] = None, examples: int = 1000,
+                      batch_size: int = 32, max_length: int = 128, engine: str = "auto",
+                      precision: Optional[str] = None, pair_encoding: str = "tokenizer") -> torch.nn.Module:
+    """`optimize(model, engine)` with the task's first `examples` dev rows as the guard's check batches (auto: the
+    choice holds on them), and the optimised model's `bortzoo_task_guard`, a GuardReport naming its engine."""
     from bortzoo.data.task_data import TaskData
+    from bortzoo.serve.optimize import optimize
     from bortzoo.tasks.metrics import split_score, task_metrics, to_percent
     from bortzoo.zoo import load
 
@@ -65,8 +76,6 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
         collection.update(predictions, target)
         return to_percent(split_score({k: float(v) for k, v in collection.compute().items()}))
 
-    from bortzoo.serve.optimize import optimize
-
     if engine == "auto":  # the choice itself is held to these rows
         optimized = optimize(reference, engine="auto", precision=precision, check=batches, labels=labels, metric=metric)
     else:
@@ -74,7 +83,8 @@ def task_guard(model: str, task: str, *, data_dir: Optional[str] = None, example
     report = guard(reference, optimized, batches, labels=labels, metric=metric)
     chosen = getattr(optimized, "bortzoo_report", None)
     name = chosen.chosen if chosen is not None else f"torch-{optimized.bortzoo_optimize['precision']}"
-    return dataclasses.replace(report, engine=name)
+    optimized.bortzoo_task_guard = dataclasses.replace(report, engine=name)
+    return optimized
 
 
 def check_head(model: torch.nn.Module, spec, ref: str) -> None:
