@@ -26,9 +26,10 @@ class StandIn:
 
     packages = ()
 
-    def __init__(self, name="standin", schemes=("int8", "fp32"), noise=0.0, refuse=None, slow_s=0.0):
+    def __init__(self, name="standin", schemes=("int8", "fp32"), noise=0.0, refuse=None, slow_s=0.0, per_row_s=0.0):
         self.name, self.schemes, self.noise, self.refuse, self.slow_s = name, schemes, noise, refuse, slow_s
-        self.builds = 0
+        self.per_row_s = per_row_s
+        self.builds, self.calls = 0, []
 
     def missing(self):
         return None
@@ -51,8 +52,9 @@ class StandIn:
         model.load_state_dict(state)
 
         def run(input_ids, attention_mask, token_type_ids):
-            if self.slow_s:
-                time.sleep(self.slow_s)
+            self.calls.append(tuple(input_ids.shape))
+            if self.slow_s or self.per_row_s:
+                time.sleep(self.slow_s + self.per_row_s * input_ids.shape[0])
             with torch.inference_mode():
                 return model(input_ids=input_ids, attention_mask=attention_mask,
                              token_type_ids=token_type_ids).last_hidden_state
@@ -81,7 +83,7 @@ def _batch(seed=1, batch=4, seq=12):
     ids = torch.randint(5, TINY_ARCH.vocab_size, (batch, seq), generator=g)
     mask = torch.ones_like(ids)
     mask[0, :4] = 0  # left padding
-    mask[1, 9:] = 0  # right padding
+    mask[-1, 9:] = 0  # right padding (the same row when there is one)
     types = torch.zeros_like(ids)
     types[:, 6:] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
@@ -243,3 +245,26 @@ def test_bad_arguments_are_named(engines, tmp_path, bad, message):
 def test_the_report_survives_its_json_round_trip(engines, tmp_path):
     report = optimize(_classifier(), shapes=[(2, 8)], cache_dir=tmp_path).bortzoo_report
     assert OptimizeReport.from_dict(json.loads(json.dumps(report.as_dict()))) == report
+
+
+def test_each_shape_is_served_by_the_candidate_fastest_there(engines, tmp_path, monkeypatch):
+    """'flat' costs 40 ms a call, 'rows' 5 ms per row: rows wins batch 1, flat wins batch 16, by far more than the
+    routing margin. The returned model sends each call to the one timed fastest at the nearest shape."""
+    engines["flat"] = StandIn("flat", schemes=("fp32",), slow_s=0.04)
+    engines["rows"] = StandIn("rows", schemes=("fp32",), per_row_s=0.005)
+    monkeypatch.setattr(opt_mod, "ENGINE_NAMES", ("flat", "rows"))
+    model = _classifier()
+    fast = optimize(model, shapes=[(1, 16), (16, 16)], threads=1, cache_dir=tmp_path)
+    report = fast.bortzoo_report
+    assert report.routes == {"1x16": "rows-fp32", "16x16": "flat-fp32"}
+    assert report.chosen == "flat-fp32"  # the less total time; rows serves what it is faster at
+    assert {c.name: c.status for c in report.candidates} == {"flat-fp32": "chosen", "rows-fp32": "chosen"}
+    engines["flat"].calls.clear(), engines["rows"].calls.clear()
+    with torch.inference_mode():
+        for batch in (_batch(batch=1, seq=12), _batch(batch=12, seq=16)):
+            torch.testing.assert_close(fast(**batch).logits, model(**batch).logits, atol=1e-5, rtol=1e-4)
+    assert engines["rows"].calls == [(1, 12)] and engines["flat"].calls == [(12, 16)]
+    again = optimize(model, shapes=[(1, 16), (16, 16)], threads=1, cache_dir=tmp_path)  # routes come back from the cache
+    assert again.bortzoo_report.from_cache and again.bortzoo_report.routes == report.routes
+    with pytest.raises(BortzooError, match="already served by bortzoo.optimize"):
+        optimize(fast, cache_dir=tmp_path)

@@ -33,7 +33,7 @@ from bortzoo.serve import engine_cache
 from bortzoo.serve.cpu import cpu_summary, native_bf16
 from bortzoo.serve.engines import ENGINE_NAMES, peer
 from bortzoo.serve.engines.base import EngineError, export_source
-from bortzoo.serve.engines.wrapper import EngineBertModel, find_bert, swap_bert
+from bortzoo.serve.engines.wrapper import EngineBertModel, RoutedEncoder, find_bert, swap_bert
 from bortzoo.serve.guard import GuardReport, compare, guard, predictions
 from bortzoo.serve.int8 import QuantizedLinear
 from bortzoo.serve.own import (
@@ -66,6 +66,7 @@ ENGINES = ("auto", *ENGINE_NAMES)
 DEFAULT_SHAPES = ((1, 128), (8, 128))  # (batch, seq): one request alone, and a small server batch
 TIMING_SECONDS = 0.6  # per shape, shared by the candidates (at least MIN_ROUNDS rounds each)
 MIN_ROUNDS, MAX_ROUNDS = 3, 25
+ROUTE_MARGIN = 0.05  # another candidate serves a shape only when it was this much faster there than the choice
 CALIBRATION = (4, 64)  # synthetic calibration batches (rows, tokens) when the caller gives no check batches
 _log = logging.getLogger("bortzoo")
 
@@ -106,6 +107,7 @@ class OptimizeReport:
     shapes: list[tuple[int, int]]
     candidates: list[CandidateResult]
     versions: dict[str, str | None]
+    routes: dict[str, str] = field(default_factory=dict)  # "BxS" -> the candidate serving calls nearest that shape
     from_cache: bool = False
     seconds: float = 0.0
 
@@ -217,6 +219,9 @@ def optimize(
         raise BortzooError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not isinstance(model, nn.Module):
         raise BortzooError(f"optimize() takes a torch nn.Module, got {type(model).__name__}")
+    served = next((m for m in model.modules() if isinstance(m, (EngineBertModel, RoutedEncoder))), None)
+    if served is not None or hasattr(model, "bortzoo_optimize"):
+        raise BortzooError("this model is already served by bortzoo.optimize; optimize the original model instead")
     threads = _threads(threads)
     check = None if check is None else list(check)
     if engine == "torch" and scheme is None and shapes is None:  # the own path as asked: nothing to choose
@@ -316,10 +321,11 @@ class _Selector:
         try:
             data = engine_cache.read_verified(folder, self.request)
             report = OptimizeReport.from_dict(data["report"])
-            chosen = self.candidates[[c.name for c in self.candidates].index(report.chosen)]
-            optimized = self._build(chosen, guarded=False)  # the self-check still runs: the artefact may be rebuilt
+            names = [c.name for c in self.candidates]
+            built = {name: self._build(self.candidates[names.index(name)], guarded=False)  # self-checked: an
+                     for name in dict.fromkeys(report.routes.values() or [report.chosen])}  # artefact may be rebuilt
             report.from_cache = True
-            return optimized, report
+            return self._serve(built, report), report
         except engine_cache.StaleEntry as why:
             if str(why) != "not built yet":
                 _log.warning("bortzoo.optimize: the cached choice at %s is not used: %s; measuring again",
@@ -358,15 +364,36 @@ class _Selector:
             chosen = next(iter(built))
             if self.engine == "auto" and timeable:
                 self._time(built)
+        routes = self._routes(chosen, built) if self.engine == "auto" and timeable else {}
+        serving = set(routes.values()) or {chosen}
         for cand in self.candidates:
             if cand.name in built:
-                cand.status = "chosen" if cand.name == chosen else "held"
+                cand.status = "chosen" if cand.name in serving else "held"
             elif cand.status == "pending":
                 cand.status = "not timed"
         pick = next(c for c in self.candidates if c.name == chosen)
         report = OptimizeReport(chosen, pick.engine, pick.scheme, cpu_summary(), self.threads, self.shapes,
-                                self.candidates, self.keys["versions"])
-        return built[chosen], report
+                                self.candidates, self.keys["versions"], routes=routes)
+        return self._serve({n: m for n, m in built.items() if n in serving}, report), report
+
+    def _routes(self, chosen: str, built: Mapping[str, nn.Module]) -> dict[str, str]:
+        """Per timed shape, the candidate to serve it: the overall choice, unless another was more than
+        ROUTE_MARGIN faster at that very shape (a margin, so noise does not split the work)."""
+        results = {c.name: c for c in self.candidates if c.name in built}
+        routes = {}
+        for shape, overall in results[chosen].ms.items():
+            best = min(results, key=lambda n: results[n].ms.get(shape, float("inf")))
+            routes[shape] = best if results[best].ms[shape] < overall * (1 - ROUTE_MARGIN) else chosen
+        return routes
+
+    def _serve(self, built: Mapping[str, nn.Module], report: OptimizeReport) -> nn.Module:
+        """The model to return: the one candidate, or the original's copy whose encoder routes each call to the
+        candidate timed fastest at the nearest shape."""
+        if len(built) == 1:
+            return next(iter(built.values()))
+        encoders = {name: find_bert(model)[2] for name, model in built.items()}
+        router = RoutedEncoder(encoders, report.routes)
+        return swap_bert(copy.deepcopy(self.model), router).eval()
 
     def _fastest_other(self) -> str:
         """For the error of a named engine that failed: what auto picks among the other engines (measured)."""

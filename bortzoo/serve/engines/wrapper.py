@@ -3,6 +3,7 @@ same inputs, same output object, the pooler and every task head still in torch (
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from bortzoo.errors import BortzooError
 from bortzoo.serve.engines.base import EncoderRunner
 
-__all__ = ["EngineBertModel", "find_bert", "swap_bert"]
+__all__ = ["EngineBertModel", "RoutedEncoder", "find_bert", "swap_bert"]
 
 
 class EngineBertModel(nn.Module):
@@ -63,15 +64,45 @@ class EngineBertModel(nn.Module):
         return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=hidden, pooler_output=pooled)
 
 
+class RoutedEncoder(nn.Module):
+    """Several optimised encoders of one model, each call served by the one timed fastest at the nearest shape.
+
+    routes: "BxS" -> encoder name. Nearest: the timed shape closest in tokens (batch x seq, on a log scale),
+    then in sequence length; attention cost grows with the sequence, so the tie goes to the closer length.
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], routes: dict[str, str]) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict({name.replace(".", "_"): enc for name, enc in encoders.items()})
+        self.names = {name: name.replace(".", "_") for name in encoders}
+        self.routes = [(int(shape.split("x")[0]), int(shape.split("x")[1]), name) for shape, name in routes.items()]
+        self.config = next(iter(encoders.values())).config
+
+    def get_input_embeddings(self) -> nn.Module:
+        return next(iter(self.encoders.values())).get_input_embeddings()
+
+    def route(self, batch: int, seq: int) -> str:
+        tokens = math.log(max(1, batch * seq))
+        return min(self.routes, key=lambda r: (abs(math.log(r[0] * r[1]) - tokens), abs(r[1] - seq)))[2]
+
+    def forward(self, input_ids: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        if input_ids is None:
+            raise BortzooError("the routed encoder needs input_ids, to pick the engine for their shape")
+        name = self.route(*input_ids.shape[:2]) if input_ids.dim() == 2 else self.routes[0][2]
+        return self.encoders[self.names[name]](input_ids, *args, **kwargs)
+
+
 def find_bert(model: nn.Module) -> tuple[nn.Module | None, str, nn.Module]:
-    """(parent, attribute, BertModel) of the first transformers BertModel in `model` (parent None: it is `model`)."""
+    """(parent, attribute, encoder) of the first transformers BertModel in `model`, or of the engine-served encoder
+    that replaced it (parent None: it is `model`)."""
     from transformers import BertModel
 
-    if isinstance(model, BertModel):
+    kinds = (BertModel, EngineBertModel, RoutedEncoder)
+    if isinstance(model, kinds):
         return None, "", model
     for parent_name, parent in model.named_modules():
         for name, child in parent.named_children():
-            if isinstance(child, BertModel):
+            if isinstance(child, kinds):
                 return parent, name, child
     raise BortzooError(f"no transformers BertModel in {type(model).__name__}: the peer engines export one "
                        "(engine='torch' also handles a bare BertEncoder)")
