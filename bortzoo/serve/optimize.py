@@ -142,7 +142,7 @@ class OptimizeReport:
 
 # -- candidates -----------------------------------------------------------------------------------
 def candidates(engine: str = "auto", precision: str | None = None, scheme: str | None = None,
-               has_bert: bool = True) -> list[CandidateResult]:
+               has_bert: bool = True, has_check: bool = True) -> list[CandidateResult]:
     """The (engine, scheme) pairs `optimize` considers, in the order it tries them; ones that cannot run here
     come with status 'not installed' or 'not applicable' and the reason."""
     out: list[CandidateResult] = []
@@ -166,6 +166,11 @@ def candidates(engine: str = "auto", precision: str | None = None, scheme: str |
             if scheme is not None and s != scheme:
                 continue
             if precision is not None and s.split("-")[0] != precision:
+                continue
+            if status == "pending" and engine == "auto" and not has_check and s in getattr(eng, "calibrated", ()):
+                out.append(CandidateResult(name, s, status="not applicable", reason=(
+                    "its activation ranges are fixed from calibration data: give check= batches of real inputs "
+                    "(random tokens misplace them on real text)")))
                 continue
             out.append(CandidateResult(name, s, status=status, reason=reason))
     if not out:
@@ -305,7 +310,8 @@ class _Selector:
             _, _, self.bert = find_bert(model)
         except BortzooError:
             self.bert = None
-        self.candidates = candidates(engine, precision, scheme, has_bert=self.bert is not None)
+        self.candidates = candidates(engine, precision, scheme, has_bert=self.bert is not None,
+                                     has_check=check is not None)
         self.digest = engine_cache.model_hash(model)
         self.keys = {"machine": engine_cache.machine_key(), "versions": engine_cache.library_versions()}
         self.request = {"kind": "choice", "engine": engine, "scheme": scheme, "precision": precision,
@@ -444,6 +450,11 @@ class _Selector:
         """Load the candidate's artefact from the cache, building it first if absent, stale or corrupt."""
         eng = peer(cand.engine)
         keys = {"kind": "artefact", "engine": cand.engine, "scheme": cand.scheme, **self.keys}
+        if cand.scheme in getattr(eng, "calibrated", ()):  # the artefact depends on the calibration batches
+            keys["calibration"] = _digest_batches(self._calibration(), None, None)
+            if self.check is None:
+                _log.warning("bortzoo.optimize: %s calibrates its activation ranges on random tokens; give check= "
+                             "batches of real inputs for a model that serves real text", cand.name)
         folder = engine_cache.entry_folder(self.root, self.digest, keys)
         try:
             engine_cache.read_verified(folder, keys)

@@ -62,6 +62,8 @@ class Engine(Protocol):
     name: str  # "ort", "openvino", "ctranslate2"
     schemes: tuple[str, ...]  # e.g. ("int8", "fp32")
     packages: tuple[str, ...]  # the pip distributions it needs (all in bortzoo's `serve` extra)
+    # optional: `calibrated`, the schemes whose activation ranges are fixed from the calibration batches at build
+    # time (static int8); auto offers them only with the caller's check batches, which then calibrate them
 
     def missing(self) -> str | None:
         """None when the engine can run here, else why not (e.g. "not installed: pip install bortzoo[serve]")."""
