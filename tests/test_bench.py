@@ -133,6 +133,18 @@ def test_time_interleaved_visits_every_model_once_per_round():
     assert times == {"a": [1.0] * 4, "b": [1.0] * 4, "c": [1.0] * 4}  # one clock tick per timed call
 
 
+def test_time_interleaved_lead_in_runs_each_forward_once_untimed_right_before_its_timed_call(monkeypatch):
+    import bortzoo.serve.timing as timing
+
+    calls, pauses = [], []
+    monkeypatch.setattr(timing.time, "sleep", pauses.append)
+    forwards = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    ticks = count()
+    times = time_interleaved(forwards, warmup=0, repeats=2, lead_in=True, clock=lambda: float(next(ticks)))
+    assert calls == ["a", "a", "b", "b"] * 2 and pauses == [timing.SETTLE_S] * 4
+    assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0]}  # only the second call of each pair is timed
+
+
 def test_time_interleaved_rejects_no_repeats():
     with pytest.raises(BortzooError, match="repeats"):
         time_interleaved({"a": lambda: None}, warmup=0, repeats=0)

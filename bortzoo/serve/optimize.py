@@ -520,7 +520,7 @@ class _Selector:
                     once = time_interleaved(forwards, warmup=1, repeats=1)
                     per_round = sum(t[0] for t in once.values())
                     rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(TIMING_SECONDS / max(per_round, 1e-6))))
-                    times = time_interleaved(forwards, warmup=0, repeats=rounds)
+                    times = time_interleaved(forwards, warmup=0, repeats=rounds, lead_in=True)
                     for cand in self.candidates:
                         if cand.name in times:
                             cand.ms[f"{batch}x{seq}"] = round(statistics.median(times[cand.name]) * 1e3, 3)
