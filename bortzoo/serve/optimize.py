@@ -167,7 +167,8 @@ def candidates(engine: str = "auto", precision: str | None = None, scheme: str |
                 continue
             if precision is not None and s.split("-")[0] != precision:
                 continue
-            if status == "pending" and engine == "auto" and not has_check and s in getattr(eng, "calibrated", ()):
+            calibrated = () if name == "torch" else getattr(eng, "calibrated", ())
+            if status == "pending" and engine == "auto" and not has_check and s in calibrated:
                 out.append(CandidateResult(name, s, status="not applicable", reason=(
                     "its activation ranges are fixed from calibration data: give check= batches of real inputs "
                     "(random tokens misplace them on real text)")))
