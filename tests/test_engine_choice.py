@@ -189,6 +189,16 @@ def test_an_entry_written_for_other_keys_is_refused(tmp_path):
         engine_cache.read_verified(tmp_path / "entry", keys)
 
 
+def test_what_an_engine_compiles_when_it_loads_is_not_a_change_to_its_artefact(tmp_path):
+    from bortzoo.serve.engines.base import RUNTIME_CACHE
+
+    keys = {"kind": "artefact"}
+    engine_cache.write_entry(tmp_path / "entry", keys, {}, build=lambda d: (d / "model.xml").write_text("<net/>"))
+    (tmp_path / "entry" / RUNTIME_CACHE).mkdir()
+    (tmp_path / "entry" / RUNTIME_CACHE / "kernels.blob").write_bytes(b"compiled at load time")
+    assert engine_cache.read_verified(tmp_path / "entry", keys) == {}
+
+
 def test_a_failed_build_leaves_no_entry_behind(tmp_path):
     def broken(folder):
         (folder / "half.bin").write_bytes(b"x")

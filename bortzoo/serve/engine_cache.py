@@ -98,10 +98,12 @@ def entry_folder(root: Path, model_digest: str, keys: Mapping[str, Any]) -> Path
 
 
 def file_digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under `folder` except the manifest, by relative path."""
+    """SHA-256 of every file under `folder` except the manifest and the engine's runtime cache, by relative path."""
+    from bortzoo.serve.engines.base import RUNTIME_CACHE
+
     out = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:
+        if path.is_file() and path.name != MANIFEST and path.relative_to(folder).parts[0] != RUNTIME_CACHE:
             digest = hashlib.sha256()
             with open(path, "rb") as f:
                 for block in iter(lambda: f.read(1 << 22), b""):

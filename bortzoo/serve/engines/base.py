@@ -34,6 +34,9 @@ __all__ = [
 
 # the encoder's inputs, every one int64 [batch, seq] (masks 1 = token, 0 = padding, padding left or right),
 # and its output, fp32 [batch, seq, hidden]; values at padded positions are unspecified
+# a subfolder of an artefact that an engine may fill when it loads (compiled kernels): not part of the artefact,
+# so the cache neither checksums it nor calls the artefact changed when it grows
+RUNTIME_CACHE = "runtime-cache"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
 Batch = Mapping[str, torch.Tensor]
