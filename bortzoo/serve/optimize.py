@@ -66,6 +66,8 @@ ENGINES = ("auto", *ENGINE_NAMES)
 DEFAULT_SHAPES = ((1, 128), (8, 128))  # (batch, seq): one request alone, and a small server batch
 TIMING_SECONDS = 0.6  # per shape, shared by the candidates (at least MIN_ROUNDS rounds each)
 MIN_ROUNDS, MAX_ROUNDS = 3, 25
+PRUNE_FACTOR = 2.0  # a candidate this many times slower than the fastest at a shape is timed there once only
+LEAD_IN_MAX_S = 0.5  # calls longer than this get the pause but no untimed call before each timed one
 ROUTE_MARGIN = 0.05  # another candidate serves a shape only when it was this much faster there than the choice
 CALIBRATION = (4, 64)  # synthetic calibration batches (rows, tokens) when the caller gives no check batches
 _log = logging.getLogger("bortzoo")
@@ -161,7 +163,8 @@ def candidates(engine: str = "auto", precision: str | None = None, scheme: str |
             if eng.missing():
                 status, reason = "not installed", eng.missing()
             elif not has_bert:
-                status, reason = "not applicable", "the peer engines export a transformers BertModel; this model has none"
+                status = "not applicable"
+                reason = "the peer engines export a transformers BertModel; this model has none"
         for s in schemes:
             if scheme is not None and s != scheme:
                 continue
@@ -506,11 +509,15 @@ class _Selector:
 
     # -- timing
     def _time(self, built: Mapping[str, nn.Module]) -> None:
+        """Median ms of each candidate per shape, interleaved. At each shape every candidate runs once (after a
+        warm-up call); one more than PRUNE_FACTOR times slower than the fastest there keeps that one timing and
+        sits out the rounds: it will not win that shape, and timing it would make the first call slow."""
         from bortzoo.serve.timing import time_interleaved
 
         config = (self.bert or next(m for m in self.model.modules() if hasattr(m, "config"))).config
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
+        results = {c.name: c for c in self.candidates}
         try:
             with torch.inference_mode():
                 for batch, seq in self.shapes:
@@ -518,12 +525,17 @@ class _Selector:
                     ids = torch.randint(min(1000, config.vocab_size // 2), config.vocab_size, (batch, seq), generator=g)
                     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
                     forwards = {name: partial(model, **inputs) for name, model in built.items()}
-                    once = time_interleaved(forwards, warmup=1, repeats=1)
-                    per_round = sum(t[0] for t in once.values())
+                    once = {name: t[0] for name, t in time_interleaved(forwards, warmup=1, repeats=1).items()}
+                    shape = f"{batch}x{seq}"
+                    fastest = min(once.values())
+                    contenders = {name: f for name, f in forwards.items() if once[name] <= PRUNE_FACTOR * fastest}
+                    for name in forwards.keys() - contenders.keys():
+                        results[name].ms[shape] = round(once[name] * 1e3, 3)
+                    per_round = sum(once[name] for name in contenders)
                     rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(TIMING_SECONDS / max(per_round, 1e-6))))
-                    times = time_interleaved(forwards, warmup=0, repeats=rounds, lead_in=True)
-                    for cand in self.candidates:
-                        if cand.name in times:
-                            cand.ms[f"{batch}x{seq}"] = round(statistics.median(times[cand.name]) * 1e3, 3)
+                    longest = max(once[name] for name in contenders)
+                    times = time_interleaved(contenders, warmup=0, repeats=rounds, lead_in=longest < LEAD_IN_MAX_S)
+                    for name, samples in times.items():
+                        results[name].ms[shape] = round(statistics.median(samples) * 1e3, 3)
         finally:
             torch.set_num_threads(previous)
