@@ -1,75 +1,83 @@
-"""CPU inference latency of Bort: bortzoo's optimised model against transformers and onnxruntime, one run.
+"""CPU inference latency of Bort: every engine `bortzoo.optimize` chooses among, and its `auto` choice, against
+transformers fp32, interleaved in one run.
 
-Engines, all on random weights (a forward costs the same whatever the numbers in the matrices
-are, so latency depends only on the shapes):
+Engines (the rows), all on random weights (a forward costs the same whatever the numbers in the matrices are,
+so latency depends only on the shapes):
 
-    hf-fp32-bert-large   transformers BertModel, fp32, sdpa attention, shape --large (BERT-large)
-    hf-fp32-bort         the same for shape --arch (Bort) -- the weights every Bort engine below shares
-    ort-fp32-bort        those weights exported to ONNX (legacy exporter, opset 17) on onnxruntime's CPU
-                         provider, default graph optimisations (ORT_ENABLE_ALL)
-    ort-int8-bort        that ONNX file after `quantize_dynamic(weight_type=QInt8)`: the strongest
-                         off-the-shelf CPU peer we know of. onnxruntime's transformer optimizer
-                         (fused Attention/SkipLayerNorm graph) was *slower* on the Zen 5 we measured
-                         (14.6 vs 13.3 ms int8 at batch 1, seq 128, 1 thread), so plain export +
-                         quantize_dynamic is both the fair and the fastest peer; --ort-fusion times
-                         the fused graph instead.
-    bortzoo-int8-bort    `bortzoo.optimize(bort, precision="int8")`
-    bortzoo-bf16-bort    `optimize(bort, precision="bf16")`, with --precisions int8 bf16
+    hf-fp32-bert-large   transformers BertModel, fp32, sdpa attention, shape --large (BERT-large): the model Bort
+                         claims to replace, the baseline of the 50x target
+    hf-fp32-bort         the same for shape --arch (Bort): the weights every Bort row below shares, run as a user
+                         would without bortzoo
+    <engine>-<scheme>-bort
+                         one row per candidate of `bortzoo.serve.optimize.candidates("auto")`, built by
+                         `optimize(bort, engine, scheme=scheme, threads=t)` for each thread count t (the threads
+                         an engine uses are fixed when it is loaded), self-checked against the fp32 model:
+                         torch-int8 and torch-bf16 (bortzoo's own path; bf16 only where the CPU has it natively),
+                         and the peers a user would otherwise pick, each with the schemes it declares (ort-int8,
+                         ort-fp32, openvino-int8, openvino-fp32, ctranslate2-int8, ctranslate2-fp32, ...)
+    auto-bort            `optimize(bort, "auto", threads=t, shapes=<the grid's (batch, seq) pairs>)`: what a user
+                         gets; the "chose" column names the candidate it picked at that thread count
 
-Every setting (batch, seq, threads) is timed interleaved: each round runs every engine once, the
-starting engine rotating from round to round, so drift of the machine (turbo, heat, a neighbour)
-hits all engines alike. A setting stops after --repeats rounds, or earlier once its rounds have
-used --max-seconds and at least --min-repeats rounds are done (BERT-large takes ~30 s a forward
-at batch 8, seq 512 on one thread). All engines get the same token ids and mask. Each runtime
-keeps its default thread behaviour (OpenMP for torch; onnxruntime: intra_op_num_threads = the
-thread count timed, inter_op_num_threads = 1, worker threads that spin briefly after a run). Idle
-threads that still spin steal the CPU from the next engine (measured: torch at 2 threads ran 1.6x
-slower right after onnxruntime, whose threads spin for longer than one Bort forward), and threads
-put to sleep wake slowly (a 50 ms pause before each call made every engine 10-30% slower). So each
-timed call comes after a 50 ms pause (the last engine's threads go to sleep) and one untimed call
-of the same engine (its threads wake): every engine is timed as it runs back to back, alone, the
-way latency benchmarks and servers under load see it (--no-lead-in turns this off).
+A row that cannot run says why instead of disappearing: "not installed (pip install 'bortzoo[serve]')",
+"cannot build: <reason>" (the engine refused the model), "failed guard: <reason>" (it built, but its output is
+off the fp32 model's), or "not applicable: ...". The engines' artefacts go to a cache folder in this run's
+temporary directory (--cache-dir keeps them), so auto loads what the candidate rows built.
 
-Before the models, a GEMM microbenchmark (M x K x N, default 1024^3 = batch 8 x seq 128 tokens
-through a 1024 x 1024 linear) measures the best rate this CPU reaches per data type at each
-thread count, over the backends installed: fp32 torch.mm (MKL) and onnxruntime MatMul (MLAS);
-bf16 torch.mm (oneDNN); int8 torch._int_mm, oneDNN's quantised linear (as torch exposes it) and
-onnxruntime MatMulInteger (MLAS). The fastest backend of a dtype is its "peak"; each model row
-reports encoder GOP/s (`Arch.encoder_flops`: matmuls only, 2 ops per multiply-add) and the
-percentage of the peak of the dtype its matmuls run in (hf/ort fp32 -> fp32, ort-int8 and
-bortzoo-int8 -> int8, bortzoo-bf16 -> bf16). The int8 engines do some matmuls (attention) in
-floating point, so their % of the int8 peak is a lower bound on how busy the int8 units are.
+Every setting (batch, seq, threads) is timed interleaved: each round runs every engine once, the starting
+engine rotating from round to round, so drift of the machine (turbo, heat, a neighbour) hits all engines
+alike. A setting stops after --repeats rounds, or earlier once its rounds have used --max-seconds and at
+least --min-repeats rounds are done (BERT-large takes ~30 s a forward at batch 8, seq 512 on one thread). All
+engines of a setting get the same token ids and mask. Each runtime keeps its default thread behaviour (OpenMP
+for torch; the peers: t intra-op threads, one inter-op thread). Idle threads that still spin steal the CPU from
+the next engine (measured: torch at 2 threads ran 1.6x slower right after onnxruntime, whose threads spin for
+longer than one Bort forward), and threads put to sleep wake slowly (a 50 ms pause before each call made every
+engine 10-30% slower). So each timed call comes after a 50 ms pause (the last engine's threads go to sleep)
+and one untimed call of the same engine (its threads wake): every engine is timed as it runs back to back,
+alone, the way latency benchmarks and servers under load see it (--no-lead-in turns this off).
 
-At the end a TARGETS block checks the numbers against the goals of the CPU-inference issue
-(batch 1, seq 128, threads 1 and 2: bortzoo-int8 >= 50x hf-fp32 bert-large, >= 3.5x hf-fp32 bort,
->= 1.0x ort-int8; batch 8, seq 128: >= 70% of the int8 peak). A miss is a measurement, not an
-error: the exit code is 0 either way. Results go to CSV and JSON named after the CPU and versions.
+Before the models, a GEMM microbenchmark (M x K x N, default 1024^3 = batch 8 x seq 128 tokens through a
+1024 x 1024 linear) measures the best rate this CPU reaches per data type at each thread count, over the
+kernels installed: fp32 torch.mm (MKL) and onnxruntime MatMul (MLAS); bf16 torch.mm (oneDNN); int8
+torch._int_mm, oneDNN's quantised linear (as torch exposes it) and onnxruntime MatMulInteger (MLAS). These
+probe kernel peaks, not engines. The fastest backend of a dtype is its "peak"; each model row reports encoder
+GOP/s (`Arch.encoder_flops`: matmuls only, 2 ops per multiply-add) and the percentage of the peak of the dtype
+its matmuls run in (hf: fp32; a candidate: its scheme's precision; auto-bort: that of the candidate it chose).
+The int8 engines do some matmuls (attention) in floating point, so their % of the int8 peak is a lower bound
+on how busy the int8 units are.
 
-onnxruntime is optional (pip install bortzoo[bench]); without it the ORT engines and ORT GEMM
-backends are reported as "not installed" and everything else still runs.
+Then a ratio table gives, per setting, auto-bort's speed-up (their ms / auto's) against hf-fp32-bert-large,
+hf-fp32-bort and the fastest peer (a non-torch candidate that held its self-check there), named. At the end
+a TARGETS block checks the goals of the CPU-inference issue:
+  - at every grid point: auto-bort >= 1.0x the fastest peer that holds the guard;
+  - batch 8, seq 128 (threads 1 and 2): auto-bort's encoder GOP/s >= 70% of this CPU's int8 GEMM peak;
+  - batch 1, seq 128 (threads 1 and 2): auto-bort >= 50x hf-fp32-bert-large where the CPU has VNNI or AMX;
+    without, >= 75% of the bound the int8 peak sets (bert-large ms / (Bort encoder ops / int8 peak ops per s));
+    the bound is printed either way;
+  - with --guard: auto's choice on that fine-tuned model agrees with fp32 on >= 99% of a dev sample and keeps
+    its metric within 0.5 points (`optimize_for_task(..., engine="auto")`; the target rows name the engine).
+A miss is a measurement, not an error: the exit code is 0 either way, and the line says by how much. Results
+go to CSV (one row per engine x setting) and JSON (rows, targets, and meta: CPU summary, every engine
+library's version, auto's OptimizeReport per thread count), named after the CPU, its kernel-choosing flags and
+the library versions.
 
     python bench/cpu_latency.py                                  # the whole grid: long (BERT-large!)
     python bench/cpu_latency.py --batch 1 8 --seq 128 --threads 1 2
-    python bench/cpu_latency.py --engines ort-int8-bort bortzoo-int8-bort --precisions int8 --out none
+    python bench/cpu_latency.py --engines hf-fp32-bort torch-int8-bort auto-bort --out none
     python bench/cpu_latency.py --arch 2,2,64,128 --large 2,2,64,128 --seq 16 --repeats 1   # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import gc
-import io
-import logging
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -82,87 +90,109 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bortzoo.arch import Arch, get_arch  # noqa: E402
-from bortzoo.errors import BortzooError  # noqa: E402
+from bortzoo.errors import BortzooError, first_line  # noqa: E402
+from bortzoo.serve.timing import SETTLE_S  # noqa: E402
 from bortzoo.serve.bench import OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug  # noqa: E402
 from bortzoo.serve.bench import write_results as bench_results  # noqa: E402
+from bortzoo.serve.cpu import cpu_flags, cpu_summary, has_vnni, isa_limit, native_bf16  # noqa: E402
+from bortzoo.serve.engine_cache import library_versions  # noqa: E402
+from bortzoo.serve.engines.base import EngineError  # noqa: E402
+from bortzoo.serve.optimize import CandidateResult, OptimizeReport, candidates, optimize  # noqa: E402
 
 try:
-    import onnxruntime as ort
-except ImportError:  # optional: pip install bortzoo[bench]
+    import onnxruntime as ort  # the GEMM peak's MLAS probes; the ort engine imports it itself
+except ImportError:  # optional: pip install 'bortzoo[serve]'
     ort = None
 
-try:
-    from bortzoo.serve.optimize import optimize
-    OPTIMIZE_ERROR: Optional[str] = None
-except ImportError as _err:  # reported in the rows, never hidden: the tests require the bortzoo rows
-    optimize = None
-    OPTIMIZE_ERROR = f"{type(_err).__name__}: {_err}"
-
-INSTALL_HINT = "pip install bortzoo[bench]"
+INSTALL_HINT = "pip install 'bortzoo[serve]'"
 NOT_INSTALLED = f"not installed ({INSTALL_HINT})"
 OK = "ok"
+PENDING = "pending"  # a candidate that can be built here (candidates()' status)
+DEFAULT_MIN_REPEATS = 3
 LEAD_IN_MAX_S = 0.5  # calls longer than this get a pause instead of an untimed lead-in call
-SETTLE_S = 0.05  # long enough for a runtime's spinning worker threads to go to sleep
+
+LARGE, HF_BORT, AUTO = "hf-fp32-bert-large", "hf-fp32-bort", "auto-bort"
+KINDS = ("hf", "torch", "peer", "auto")
 
 
 # -- engines --------------------------------------------------------------------------------------
+def scheme_dtype(scheme: str) -> str:
+    """The dtype a scheme's matmuls run in, for % of peak: its precision ("int8-static" -> "int8")."""
+    return scheme.split("-")[0]
+
+
 @dataclass(frozen=True)
 class Engine:
-    """One way of running a model: which shape (large or bort), which runtime, which matmul dtype."""
+    """One row of the benchmark: which shape (large or bort) and how it is run.
+
+    kind: "hf" (transformers fp32), "torch" (bortzoo's own path), "peer" (ort, openvino, ctranslate2, ...)
+    or "auto" (optimize's choice). engine and scheme are what `optimize` is called with; status is
+    "pending" where it can be built here, else why not (from `candidates()`)."""
 
     name: str
-    label: str
-    model: str  # "large" (--large) or "bort" (--arch)
-    runtime: str  # "hf", "ort" or "bortzoo"
-    dtype: str  # the dtype its matmuls run in, for % of peak
+    kind: str
+    model: str = "bort"  # "large" (--large) or "bort" (--arch)
+    engine: Optional[str] = None
+    scheme: Optional[str] = None
+    status: str = PENDING
 
     @property
-    def precision(self) -> str:
-        return self.name.split("-")[1]
+    def dtype(self) -> Optional[str]:
+        """The dtype its matmuls run in (None for auto-bort: that of its choice, known once built)."""
+        if self.kind == "hf":
+            return "fp32"
+        return scheme_dtype(self.scheme) if self.scheme else None
+
+    @property
+    def candidate(self) -> Optional[str]:
+        """Its name in an OptimizeReport ("ort-int8"), for torch and peer rows."""
+        return f"{self.engine}-{self.scheme}" if self.kind in ("torch", "peer") else None
+
+    @property
+    def label(self) -> str:
+        """Short column heading: every column but hf-fp32 bert-large runs Bort."""
+        return "hf-fp32 bert-large" if self.name == LARGE else self.name.removesuffix("-bort")
 
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (
-    Engine("hf-fp32-bert-large", "hf-fp32 bert-large", "large", "hf", "fp32"),
-    Engine("hf-fp32-bort", "hf-fp32 bort", "bort", "hf", "fp32"),
-    Engine("ort-fp32-bort", "ort-fp32 bort", "bort", "ort", "fp32"),
-    Engine("ort-int8-bort", "ort-int8 bort", "bort", "ort", "int8"),
-    Engine("bortzoo-int8-bort", "bortzoo-int8 bort", "bort", "bortzoo", "int8"),
-    Engine("bortzoo-bf16-bort", "bortzoo-bf16 bort", "bort", "bortzoo", "bf16"),
-)}
-BORTZOO_PRECISIONS = ("int8", "bf16")
+def candidate_status(cand: CandidateResult) -> str:
+    """A row's status from a candidate's: "pending", "not installed (pip install ...)[: why]", "<status>: <why>"."""
+    if cand.status == PENDING:
+        return PENDING
+    reason = (cand.reason or "").strip()
+    if cand.status == "not installed":
+        reason = re.sub(r"^not installed\W*", "", reason)
+        return NOT_INSTALLED if not reason or "pip install" in reason else f"{NOT_INSTALLED}: {reason}"
+    return f"{cand.status}: {reason}" if reason else cand.status
 
 
-def default_engines(precisions: Sequence[str]) -> list[str]:
-    """The hf and ort engines plus bortzoo-<p>-bort for each precision asked, in ENGINES order."""
-    wanted = {f"bortzoo-{p}-bort" for p in precisions}
-    return [name for name, e in ENGINES.items() if e.runtime != "bortzoo" or name in wanted]
+def engine_list(cands: Optional[Sequence[CandidateResult]] = None) -> list[Engine]:
+    """Every row, in order: the two hf rows, one per candidate of `candidates("auto")` (torch-bf16 always, as
+    "not applicable" where the CPU has no native bf16 and auto does not consider it), then auto-bort."""
+    cands = list(candidates("auto") if cands is None else cands)
+    rows = [Engine(LARGE, "hf", "large"), Engine(HF_BORT, "hf")]
+    names = {c.name for c in cands}
+    for cand in cands:
+        rows.append(Engine(f"{cand.name}-bort", "torch" if cand.engine == "torch" else "peer", "bort", cand.engine,
+                           cand.scheme, candidate_status(cand)))
+        if cand.name == "torch-int8" and "torch-bf16" not in names:
+            rows.append(Engine("torch-bf16-bort", "torch", "bort", "torch", "bf16",
+                               "not applicable: no native bf16 on this CPU (avx512_bf16 or AMX), so auto does not "
+                               "consider it (emulated bf16 is slower than fp32)"))
+    rows.append(Engine(AUTO, "auto", "bort", "auto"))
+    return rows
 
 
-# -- targets of the CPU-inference issue -------------------------------------------------------------
-@dataclass(frozen=True)
-class Target:
-    """bortzoo-int8 against a reference engine (speed-up = their ms / ours), or against the int8 peak (%)."""
-
-    batch: int
-    seq: int
-    threads: tuple[int, ...]
-    threshold: float
-    reference: Optional[str] = None  # an engine name; None: % of the int8 GEMM peak
-    engine: str = "bortzoo-int8-bort"
-
-    def describe(self) -> str:
-        ours = ENGINES[self.engine].label
-        if self.reference is None:
-            return f"{ours} % of the {ENGINES[self.engine].dtype} peak >= {self.threshold:g}%"
-        return f"{ours} vs {ENGINES[self.reference].label} >= {self.threshold:g}x"
-
-
-TARGETS: tuple[Target, ...] = (
-    Target(1, 128, (1, 2), 50.0, "hf-fp32-bert-large"),
-    Target(1, 128, (1, 2), 3.5, "hf-fp32-bort"),
-    Target(1, 128, (1, 2), 1.0, "ort-int8-bort"),
-    Target(8, 128, (1, 2), 70.0, None),
-)
+def select_engines(engines: Sequence[Engine], names: Optional[Sequence[str]]) -> list[Engine]:
+    """The rows named (all when None), in the list's order; BortzooError naming any unknown name."""
+    if not names:
+        return list(engines)
+    known = {e.name: e for e in engines}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BortzooError(f"unknown engine {', '.join(map(repr, unknown))}; the engines here are: "
+                           f"{', '.join(known)}")
+    wanted = set(names)
+    return [e for e in engines if e.name in wanted]
 
 
 # -- the GEMM peak --------------------------------------------------------------------------------
@@ -331,154 +361,82 @@ def select_peaks(backend_rows: Iterable[Mapping[str, Any]]) -> dict[tuple[int, s
 
 
 # -- building the engines -------------------------------------------------------------------------
-class _ExportWrapper(torch.nn.Module):
-    """(input_ids, attention_mask) -> last_hidden_state: the plain-tensor signature the ONNX exporter wants."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.m = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+_FAILURE = re.compile(r"(cannot build|failed guard|not installed|not applicable) \((.*?)\)(?:; the fastest engine|$)",
+                      re.S)
 
 
-ONNX_NAMES = ("input_ids", "attention_mask", "last_hidden_state")
+def failure_status(candidate: str, err: BaseException) -> str:
+    """A row's status from the error `optimize(bort, engine, scheme=...)` raised for `candidate` ("ort-int8"):
+    "cannot build: <reason>" for an EngineError, else the candidate's fate as optimize's message states it."""
+    if isinstance(err, EngineError):
+        return f"cannot build: {err.reason}"
+    text = str(err)
+    at = text.find(f"{candidate}: ")
+    match = _FAILURE.match(text, at + len(candidate) + 2) if at >= 0 else None
+    if match:
+        status, reason = match.groups()
+        if status == "not installed":
+            return candidate_status(CandidateResult(*candidate.split("-", 1), status=status, reason=reason))
+        return f"{status}: {reason}"
+    return f"failed: {first_line(err)}"
 
 
-def export_onnx(model: torch.nn.Module, arch: Arch, path: Path) -> Path:
-    """`model`'s weights as ONNX (legacy exporter, opset 17, batch and seq dynamic), via an eager-attention twin.
+@dataclass
+class Built:
+    """The engines of one thread count: runnable models, why each other row cannot run, facts about the builds,
+    and auto's report (None when auto-bort is not run or failed)."""
 
-    sdpa does not export with the legacy exporter, so the same state dict goes into a BertModel
-    built with eager attention; the two compute the same function.
-    """
-    from transformers import BertModel
+    threads: int
+    models: dict[str, torch.nn.Module] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report: Optional[OptimizeReport] = None
 
-    twin = BertModel(arch.to_bert_config(attn_implementation="eager"), add_pooling_layer=False)
-    twin.load_state_dict(model.state_dict())
-    twin.eval()
-    example = make_inputs(arch, 2, 8)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_loggers("torch.onnx"):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_ExportWrapper(twin), (example["input_ids"], example["attention_mask"]), str(path),
-                          input_names=list(ONNX_NAMES[:2]), output_names=[ONNX_NAMES[2]],
-                          dynamic_axes={name: {0: "batch", 1: "seq"} for name in ONNX_NAMES},
-                          opset_version=17, dynamo=False)
-    return path
+    @property
+    def chose(self) -> Optional[str]:
+        return self.report.chosen if self.report is not None else None
 
 
-def fuse_onnx(path: Path, arch: Arch, out: Path) -> Path:
-    """onnxruntime's transformer optimizer (fused Attention, SkipLayerNorm, BiasGelu) on the exported graph."""
-    from onnxruntime.transformers.optimizer import optimize_model
+def build_engines(engines: Sequence[Engine], bort: torch.nn.Module, threads: int, shapes: Sequence[tuple[int, int]],
+                  cache_dir: Path, log: Callable[[str], None] = lambda _line: None) -> Built:
+    """The torch, peer and auto rows at `threads` (hf rows are the caller's: they share torch's global setting).
 
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_loggers("onnxruntime", ""):
-        warnings.simplefilter("ignore")
-        fused = optimize_model(str(path), model_type="bert", num_heads=arch.heads, hidden_size=arch.hidden)
-        fused.save_model_to_file(str(out))
-    return out
-
-
-def quantize_onnx(path: Path, out: Path) -> Path:
-    """Dynamic int8 quantisation (int8 weights, uint8 activations quantised at run time): the usual recipe."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_loggers("onnxruntime", ""):
-        warnings.simplefilter("ignore")
-        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    return out
-
-
-@contextlib.contextmanager
-def _quiet_loggers(*names: str):
-    loggers = [logging.getLogger(n) if n else logging.getLogger() for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-class OrtEngine:
-    """An ONNX file run by onnxruntime: one session per thread count, built on first use and kept across shapes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sessions: dict[int, Any] = {}
-
-    def session(self, threads: int) -> Any:
-        if threads not in self.sessions:
-            self.sessions[threads] = _ort_session(self.path, threads)
-        return self.sessions[threads]
-
-    def forward(self, threads: int, inputs: Mapping[str, torch.Tensor]) -> Callable[[], object]:
-        """A call running the model on these inputs (int64 numpy, the same ids and mask as the torch engines)."""
-        feed = {name: np.ascontiguousarray(inputs[name].numpy().astype(np.int64)) for name in ONNX_NAMES[:2]}
-        return partial(self.session(threads).run, [ONNX_NAMES[2]], feed)
-
-    def __call__(self, threads: int, inputs: Mapping[str, torch.Tensor]) -> np.ndarray:
-        return self.forward(threads, inputs)()[0]
-
-
-class TorchEngine:
-    """A torch module called like a BertModel; threads are torch's global setting, set per setting."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-
-    def forward(self, threads: int, inputs: Mapping[str, torch.Tensor]) -> Callable[[], object]:
-        return partial(self.model, **inputs)
-
-
-def build_ort_engines(model: torch.nn.Module, arch: Arch, folder: Path, fusion: bool = False,
-                      log: Callable[[str], None] = lambda _line: None) -> dict[str, OrtEngine]:
-    """ort-fp32-bort and ort-int8-bort from `model`'s weights: export (optionally fuse), then quantize_dynamic."""
-    folder.mkdir(parents=True, exist_ok=True)
-    log(f"exporting {arch.short()} to ONNX")
-    path = export_onnx(model, arch, folder / "bort.onnx")
-    if fusion:
-        log("fusing the ONNX graph (onnxruntime.transformers.optimizer)")
-        path = fuse_onnx(path, arch, folder / "bort-fused.onnx")
-    log("quantizing the ONNX graph to int8 (quantize_dynamic, QInt8 weights)")
-    int8 = quantize_onnx(path, folder / "bort-int8.onnx")
-    return {"ort-fp32-bort": OrtEngine(path), "ort-int8-bort": OrtEngine(int8)}
-
-
-def build_engines(names: Sequence[str], arch: Arch, large: Arch, folder: Path, fusion: bool = False,
-                  log: Callable[[str], None] = lambda _line: None) -> tuple[dict[str, Any], dict[str, str], dict]:
-    """The runnable engines among `names`, why each other one cannot run, and facts about the builds."""
-    runnable: dict[str, Any] = {}
-    missing: dict[str, str] = {}
-    facts: dict[str, Any] = {}
-    if "hf-fp32-bert-large" in names:
-        log(f"building hf-fp32 bert-large {large.short()}")
-        runnable["hf-fp32-bert-large"] = TorchEngine(build_model(large))
-    bort = build_model(arch)  # the weights every bort engine shares, built even when not timed itself
-    if "hf-fp32-bort" in names:
-        runnable["hf-fp32-bort"] = TorchEngine(bort)
-    if any(ENGINES[n].runtime == "ort" for n in names):
-        if ort is None:
-            for n in names:
-                if ENGINES[n].runtime == "ort":
-                    missing[n] = NOT_INSTALLED
-        else:
-            built = build_ort_engines(bort, arch, folder, fusion, log)
-            runnable.update({n: e for n, e in built.items() if n in names})
-    for n in names:
-        if ENGINES[n].runtime != "bortzoo":
+    Each candidate row is `optimize(bort, engine, scheme=scheme, threads=threads)`; auto-bort is
+    `optimize(bort, "auto", threads=threads, shapes=shapes)`. All share `cache_dir`, so auto loads the
+    artefacts the candidate rows built instead of building them again."""
+    built = Built(threads)
+    for e in engines:
+        if e.kind not in ("torch", "peer", "auto"):
             continue
-        if optimize is None:
-            missing[n] = f"bortzoo.optimize unavailable ({OPTIMIZE_ERROR})"
+        if e.status != PENDING:
+            built.status[e.name] = e.status
             continue
-        log(f"optimize(precision={ENGINES[n].precision!r})")
-        optimized = optimize(copy.deepcopy(bort), precision=ENGINES[n].precision)
-        runnable[n] = TorchEngine(optimized)
-        facts[n] = dict(getattr(optimized, "bortzoo_optimize", {}) or {})
-    order = list(ENGINES)
-    return dict(sorted(runnable.items(), key=lambda kv: order.index(kv[0]))), missing, facts
+        if e.kind == "auto":
+            log(f"{threads} thread(s): optimize(bort, 'auto', shapes={list(shapes)})")
+            try:
+                model = optimize(bort, "auto", threads=threads, shapes=list(shapes), cache_dir=cache_dir)
+            except BortzooError as err:
+                built.status[e.name] = f"failed: {first_line(err)}"
+                continue
+            built.models[e.name] = model
+            built.report = model.bortzoo_report
+            built.facts[e.name] = {"chose": built.report.chosen, "seconds": built.report.seconds,
+                                   "from_cache": built.report.from_cache}
+            log(built.report.summary())
+            continue
+        log(f"{threads} thread(s): optimize(bort, {e.engine!r}, scheme={e.scheme!r})")
+        try:
+            model = optimize(bort, e.engine, scheme=e.scheme, threads=threads, cache_dir=cache_dir)
+        except BortzooError as err:
+            built.status[e.name] = failure_status(e.candidate, err)
+            continue
+        built.models[e.name] = model
+        report = getattr(model, "bortzoo_report", None)
+        cand = next((c for c in report.candidates if c.name == e.candidate), None) if report else None
+        built.facts[e.name] = {"self_check_error": getattr(cand, "self_check_error", None),
+                               "build_s": getattr(cand, "build_s", None),
+                               "from_cache": getattr(report, "from_cache", None)}
+    return built
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -524,67 +482,104 @@ def time_setting(forwards: Mapping[str, Callable[[], object]], warmup: int, repe
     return times
 
 
-def model_rows(engines: Sequence[str], archs: Mapping[str, Arch], times: Mapping[str, Sequence[float]],
-               missing: Mapping[str, str], peaks: Mapping[tuple[int, str], Mapping[str, Any]], batch: int, seq: int,
-               threads: int) -> list[dict]:
-    """One row per engine of one setting: latency, encoder GOP/s and % of its dtype's GEMM peak, or why not run."""
+def model_rows(engines: Sequence[Engine], archs: Mapping[str, Arch], times: Mapping[str, Sequence[float]],
+               status: Mapping[str, str], peaks: Mapping[tuple[int, str], Mapping[str, Any]], batch: int, seq: int,
+               threads: int, chose: Optional[str] = None) -> list[dict]:
+    """One row per engine of one setting: latency, encoder GOP/s and % of its dtype's GEMM peak, or why not run.
+
+    `chose`: the candidate auto-bort runs at this thread count ("ort-int8"), whose dtype it is measured in."""
     rows = []
-    for name in engines:
-        engine = ENGINES[name]
+    for engine in engines:
         arch = archs[engine.model]
         ops = arch.encoder_flops(seq, batch)
-        peak = peaks.get((threads, engine.dtype))
+        dtype = engine.dtype
+        if engine.kind == "auto":
+            dtype = scheme_dtype(chose.split("-", 1)[1]) if chose and "-" in chose else None
+        peak = peaks.get((threads, dtype)) if dtype else None
         row: dict[str, Any] = {
-            "engine": name, "runtime": engine.runtime, "dtype": engine.dtype, "model": engine.model,
-            "arch": arch.short(), "batch": batch, "seq": seq, "threads": threads, "encoder_gop": ops / 1e9,
-            "status": OK, "median_ms": None, "p90_ms": None, "min_ms": None, "rounds": 0, "achieved_gops": None,
+            "engine": engine.name, "kind": engine.kind, "dtype": dtype,
+            "chose": chose if engine.kind == "auto" else None, "model": engine.model, "arch": arch.short(),
+            "batch": batch, "seq": seq, "threads": threads, "encoder_gop": ops / 1e9, "status": OK,
+            "median_ms": None, "p90_ms": None, "min_ms": None, "rounds": 0, "achieved_gops": None,
             "peak_gops": peak["gops"] if peak else None, "peak_backend": peak["backend"] if peak else None,
             "pct_of_peak": None,
         }
-        if name in times and times[name]:
-            median = statistics.median(times[name])
-            row.update(median_ms=median * 1e3, p90_ms=percentile(times[name], 90) * 1e3,
-                       min_ms=min(times[name]) * 1e3, rounds=len(times[name]), achieved_gops=ops / median / 1e9)
+        if times.get(engine.name):
+            samples = times[engine.name]
+            median = statistics.median(samples)
+            row.update(median_ms=median * 1e3, p90_ms=percentile(samples, 90) * 1e3, min_ms=min(samples) * 1e3,
+                       rounds=len(samples), achieved_gops=ops / median / 1e9)
             if peak:
                 row["pct_of_peak"] = row["achieved_gops"] / peak["gops"] * 100
         else:
-            row["status"] = missing.get(name, "not measured")
+            row["status"] = status.get(engine.name, "not measured")
         rows.append(row)
     return rows
 
 
-def measure_models(engines: Sequence[str], archs: Mapping[str, Arch], runnable: Mapping[str, Any],
-                   missing: Mapping[str, str], peaks: Mapping[tuple[int, str], Mapping[str, Any]],
-                   args: argparse.Namespace, progress: bool = True) -> list[dict]:
-    """Every (batch, seq, threads) setting, timed interleaved; torch's thread count is restored afterwards."""
+def measure_models(engines: Sequence[Engine], archs: Mapping[str, Arch],
+                   peaks: Mapping[tuple[int, str], Mapping[str, Any]], args: argparse.Namespace, cache_dir: Path,
+                   log: Callable[[str], None] = lambda _line: None,
+                   progress: bool = True) -> tuple[list[dict], dict[int, Built]]:
+    """Every (batch, seq, threads) setting, timed interleaved; the rows in grid order and what was built per
+    thread count (its models dropped). Engines are built per thread count, then every setting of that count is
+    timed, so only one thread count's engines are in memory at a time. torch's thread count is restored."""
     from tqdm.auto import tqdm
 
-    settings = [(b, s, t) for b in args.batch for s in args.seq for t in args.threads]
+    names = {e.name for e in engines}
+    hf: dict[str, torch.nn.Module] = {}
+    if LARGE in names:
+        log(f"building hf-fp32 bert-large {archs['large'].short()}")
+        hf[LARGE] = build_model(archs["large"])
+    bort = build_model(archs["bort"])  # the weights every bort row shares, built even when not timed itself
+    if HF_BORT in names:
+        hf[HF_BORT] = bort
+    shapes = [(b, s) for b in args.batch for s in args.seq]
+    order = {(b, s, t): i for i, (b, s, t) in enumerate((b, s, t) for b in args.batch for s in args.seq
+                                                        for t in args.threads)}
     rows: list[dict] = []
+    builds: dict[int, Built] = {}
     original = torch.get_num_threads()
-    with tqdm(total=len(settings) * len(runnable) * args.repeats, desc="models", unit="fwd", file=sys.stderr,
-              disable=not progress) as bar:
+    with tqdm(total=0, desc="models", unit="fwd", file=sys.stderr, disable=not progress) as bar:
         try:
-            with torch.inference_mode():
-                for batch, seq, threads in settings:
-                    torch.set_num_threads(threads)
-                    bar.set_postfix(batch=batch, seq=seq, threads=threads)
-                    inputs = {key: make_inputs(arch, batch, seq) for key, arch in archs.items()}
-                    forwards = {name: engine.forward(threads, inputs[ENGINES[name].model])
-                                for name, engine in runnable.items()}
-                    times = time_setting(forwards, args.warmup, args.repeats, args.min_repeats, args.max_seconds,
-                                         lead_in=args.lead_in, on_timed=lambda _name: bar.update())
-                    done = max((len(v) for v in times.values()), default=args.repeats)
-                    bar.total -= (args.repeats - done) * len(runnable)
-                    bar.refresh()
-                    rows += model_rows(engines, archs, times, missing, peaks, batch, seq, threads)
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                built = build_engines(engines, bort, threads, shapes, cache_dir, log)
+                models = {e.name: hf[e.name] if e.name in hf else built.models[e.name] for e in engines
+                          if e.name in hf or e.name in built.models}
+                bar.total += len(shapes) * len(models) * args.repeats
+                with torch.inference_mode():
+                    for batch, seq in shapes:
+                        torch.set_num_threads(threads)
+                        bar.set_postfix(batch=batch, seq=seq, threads=threads)
+                        inputs = {key: make_inputs(arch, batch, seq) for key, arch in archs.items()}
+                        forwards = {e.name: partial(models[e.name], **inputs[e.model]) for e in engines
+                                    if e.name in models}
+                        times = time_setting(forwards, args.warmup, args.repeats, args.min_repeats,
+                                             args.max_seconds, lead_in=args.lead_in,
+                                             on_timed=lambda _name: bar.update())
+                        done = max((len(v) for v in times.values()), default=args.repeats)
+                        bar.total -= (args.repeats - done) * len(forwards)
+                        bar.refresh()
+                        rows += model_rows(engines, archs, times, built.status, peaks, batch, seq, threads,
+                                           chose=built.chose)
+                del models, forwards
+                built.models.clear()  # the next thread count's engines replace these
+                builds[threads] = built
+                gc.collect()
         finally:
             torch.set_num_threads(original)
-    return rows
+    rows.sort(key=lambda r: order[(r["batch"], r["seq"], r["threads"])])  # stable: engine order kept
+    return rows, builds
 
 
 # -- ratios and targets (pure) --------------------------------------------------------------------
-RATIO_REFERENCES = ("hf-fp32-bert-large", "hf-fp32-bort", "ort-int8-bort")
+RATIO_REFERENCES = (LARGE, HF_BORT)
+PEER_MIN_SPEEDUP = 1.0  # auto-bort vs the fastest peer that holds the guard, at every grid point
+PEAK_SETTING, PEAK_MIN_PCT = (8, 128), 70.0  # auto-bort's encoder GOP/s as % of the int8 GEMM peak
+LARGE_SETTING, LARGE_MIN_SPEEDUP = (1, 128), 50.0  # auto-bort vs hf-fp32-bert-large, CPUs with VNNI or AMX
+BOUND_SHARE = 0.75  # CPUs without: at least this share of the bound the int8 peak sets
+TARGET_THREADS = (1, 2)
 
 
 def _index(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[int, int, int, str], Mapping[str, Any]]:
@@ -595,75 +590,168 @@ def _timed(row: Optional[Mapping[str, Any]]) -> bool:
     return row is not None and row.get("median_ms") is not None
 
 
+def _at(rows: Sequence[Mapping[str, Any]], batch: int, seq: int, threads: int) -> list[Mapping[str, Any]]:
+    return [r for r in rows if (r["batch"], r["seq"], r["threads"]) == (batch, seq, threads)]
+
+
+def fastest_peer(rows: Sequence[Mapping[str, Any]], batch: int, seq: int,
+                 threads: int) -> tuple[Optional[Mapping[str, Any]], str]:
+    """The fastest peer row (non-torch candidate) timed at this setting -- it held its self-check, or it would
+    not have been timed -- or None and why there is none."""
+    peers = [r for r in _at(rows, batch, seq, threads) if r.get("kind") == "peer"]
+    timed = [r for r in peers if _timed(r)]
+    if timed:
+        return min(timed, key=lambda r: r["median_ms"]), ""
+    if not peers:
+        return None, "no peer engine in this run (--engines)"
+    return None, "no peer engine held its self-check here: " + "; ".join(f"{r['engine']} {r['status']}"
+                                                                        for r in peers)
+
+
 def speedups(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """Per setting and bortzoo engine: each reference's ms / ours (None where either was not timed) and % of peak."""
+    """Per setting where auto-bort was timed: each reference's ms / auto's (None where not timed), the fastest
+    peer's name and its ms / auto's, auto's choice and its % of peak."""
     index = _index(rows)
     out = []
     for row in rows:
-        if ENGINES[row["engine"]].runtime != "bortzoo" or not _timed(row):
+        if row["engine"] != AUTO or not _timed(row):
             continue
-        entry: dict[str, Any] = {"batch": row["batch"], "seq": row["seq"], "threads": row["threads"],
-                                 "engine": row["engine"], "dtype": row["dtype"], "pct_of_peak": row["pct_of_peak"]}
+        b, s, t = row["batch"], row["seq"], row["threads"]
+        entry: dict[str, Any] = {"batch": b, "seq": s, "threads": t, "chose": row.get("chose"),
+                                 "dtype": row["dtype"], "median_ms": row["median_ms"],
+                                 "pct_of_peak": row["pct_of_peak"]}
         for ref in RATIO_REFERENCES:
-            other = index.get((row["batch"], row["seq"], row["threads"], ref))
+            other = index.get((b, s, t, ref))
             entry[f"vs_{ref}"] = other["median_ms"] / row["median_ms"] if _timed(other) else None
+        peer, _why = fastest_peer(rows, b, s, t)
+        entry["fastest_peer"] = peer["engine"] if peer else None
+        entry["vs_fastest_peer"] = peer["median_ms"] / row["median_ms"] if peer else None
         out.append(entry)
     return out
 
 
-def evaluate_targets(rows: Sequence[Mapping[str, Any]], targets: Sequence[Target] = TARGETS) -> list[dict]:
-    """Each target at each of its thread counts: PASS or MISS with the measured value and the shortfall,
-    or "not measured" with the reason (setting not in the grid, engine not timed or not installed)."""
-    index = _index(rows)
-    settings = set(_settings(rows))
-    results = []
-    for target in targets:
-        for threads in target.threads:
-            result: dict[str, Any] = {
-                "target": target.describe(), "engine": target.engine, "reference": target.reference or "peak",
-                "batch": target.batch, "seq": target.seq, "threads": threads, "threshold": target.threshold,
-                "unit": "%" if target.reference is None else "x", "value": None, "status": "not measured",
-                "detail": "",
-            }
-            ours = index.get((target.batch, target.seq, threads, target.engine))
-            other = (None if target.reference is None
-                     else index.get((target.batch, target.seq, threads, target.reference)))
-            why = []
-            if (target.batch, target.seq, threads) not in settings:
-                why.append("this setting is not in the run's grid (--batch, --seq, --threads)")
-            for name, row in ((target.engine, ours), (target.reference, other)) if not why else ():
-                if name is None:
-                    continue
-                if row is None:
-                    why.append(f"{name} not run at this setting")
-                elif not _timed(row):
-                    why.append(f"{name} {row['status']}")
-            if target.reference is None and _timed(ours) and ours.get("pct_of_peak") is None:
-                why.append(f"no {ENGINES[target.engine].dtype} GEMM peak at {threads} threads")
-            if why:
-                result["detail"] = "; ".join(why)
-                results.append(result)
-                continue
-            ours_ms = ours["median_ms"]
-            if target.reference is None:
-                value = ours["pct_of_peak"]
-                needed_ms = ours_ms * value / target.threshold  # latency at which the % would hit the bar
-                short = f"short by {target.threshold - value:.1f} points"
-            else:
-                value = other["median_ms"] / ours_ms
-                needed_ms = other["median_ms"] / target.threshold
-                short = f"short by {target.threshold - value:.3g}x"
-            result["value"] = value
-            if value >= target.threshold:
-                result["status"] = "PASS"
-            else:
-                result["status"] = "MISS"
-                faster = (1 - needed_ms / ours_ms) * 100
-                result["detail"] = (f"{short}; {ENGINES[target.engine].label} needs to be {faster:.1f}% faster: "
-                                    f"{ours_ms:.2f} -> <= {needed_ms:.2f} ms")
-                result["shortfall"] = target.threshold - value
-                result["needed_ms"] = needed_ms
-            results.append(result)
+def _target(target: str, reference: str, batch: int, seq: int, threads: int, threshold: Optional[float],
+            unit: str) -> dict[str, Any]:
+    return {"target": target, "engine": AUTO, "reference": reference, "batch": batch, "seq": seq,
+            "threads": threads, "threshold": threshold, "unit": unit, "value": None, "status": "not measured",
+            "detail": ""}
+
+
+def _judge(result: dict[str, Any], value: float, ours_ms: float, needed_ms: float, short: str) -> dict[str, Any]:
+    """PASS when value >= threshold, else MISS with the shortfall and the latency auto-bort needs."""
+    result["value"] = value
+    if value >= result["threshold"]:
+        result["status"] = "PASS"
+        return result
+    faster = (1 - needed_ms / ours_ms) * 100
+    result.update(status="MISS", shortfall=result["threshold"] - value, needed_ms=needed_ms,
+                  detail=f"{short}; auto-bort needs to be {faster:.1f}% faster: {ours_ms:.2f} -> <= "
+                         f"{needed_ms:.2f} ms")
+    return result
+
+
+def _auto_missing(index, settings, batch: int, seq: int, threads: int) -> Optional[str]:
+    """Why auto-bort has no time at this setting, or None."""
+    if (batch, seq, threads) not in settings:
+        return "this setting is not in the run's grid (--batch, --seq, --threads)"
+    ours = index.get((batch, seq, threads, AUTO))
+    if ours is None:
+        return f"{AUTO} not run (--engines)"
+    if not _timed(ours):
+        return f"{AUTO} {ours['status']}"
+    return None
+
+
+def peer_target(rows: Sequence[Mapping[str, Any]], batch: int, seq: int, threads: int) -> dict[str, Any]:
+    """auto-bort >= PEER_MIN_SPEEDUP x the fastest peer that holds the guard at this setting (named)."""
+    index, settings = _index(rows), set(_settings(rows))
+    peer, why = fastest_peer(rows, batch, seq, threads)
+    name = peer["engine"] if peer else "none"
+    result = _target(f"auto-bort vs the fastest peer ({name}) >= {PEER_MIN_SPEEDUP:g}x", name, batch, seq, threads,
+                     PEER_MIN_SPEEDUP, "x")
+    missing = _auto_missing(index, settings, batch, seq, threads)
+    if missing or peer is None:
+        result["detail"] = missing or why
+        return result
+    ours = index[(batch, seq, threads, AUTO)]
+    value = peer["median_ms"] / ours["median_ms"]
+    result = _judge(result, value, ours["median_ms"], peer["median_ms"] / PEER_MIN_SPEEDUP,
+                    f"short by {PEER_MIN_SPEEDUP - value:.3g}x ({name} {peer['median_ms']:.2f} ms)")
+    if result["status"] == "MISS" and ours.get("chose") and f"{ours['chose']}-bort" == name:
+        result["detail"] += f"; auto runs {ours['chose']} itself, so the gap is between two copies of one engine"
+    return result
+
+
+def _int8_peak(peaks: Mapping[tuple[int, str], Mapping[str, Any]], threads: int) -> Optional[float]:
+    peak = peaks.get((threads, "int8"))
+    return peak["gops"] if peak else None
+
+
+def peak_target(rows: Sequence[Mapping[str, Any]], peaks: Mapping[tuple[int, str], Mapping[str, Any]],
+                threads: int) -> dict[str, Any]:
+    """auto-bort's encoder GOP/s >= PEAK_MIN_PCT % of the int8 GEMM peak at batch 8, seq 128 (whatever dtype it
+    chose: the int8 peak is what this CPU can do)."""
+    batch, seq = PEAK_SETTING
+    index, settings = _index(rows), set(_settings(rows))
+    result = _target(f"auto-bort % of the int8 GEMM peak >= {PEAK_MIN_PCT:g}%", "int8 peak", batch, seq, threads,
+                     PEAK_MIN_PCT, "%")
+    peak = _int8_peak(peaks, threads)
+    missing = _auto_missing(index, settings, batch, seq, threads)
+    if missing or peak is None:
+        result["detail"] = missing or f"no int8 GEMM peak at {threads} threads"
+        return result
+    ours = index[(batch, seq, threads, AUTO)]
+    value = ours["encoder_gop"] / (ours["median_ms"] / 1e3) / peak * 100
+    result["peak_gops"] = peak
+    return _judge(result, value, ours["median_ms"], ours["median_ms"] * value / PEAK_MIN_PCT,
+                  f"short by {PEAK_MIN_PCT - value:.1f} points")
+
+
+def large_target(rows: Sequence[Mapping[str, Any]], peaks: Mapping[tuple[int, str], Mapping[str, Any]],
+                 threads: int, vnni: bool) -> dict[str, Any]:
+    """auto-bort vs hf-fp32-bert-large at batch 1, seq 128: >= 50x on a CPU with VNNI or AMX; without, >= 75% of
+    the bound = bert-large ms / (Bort encoder ops / int8 peak ops per s). The bound is in the line either way."""
+    batch, seq = LARGE_SETTING
+    index, settings = _index(rows), set(_settings(rows))
+    ours, large = index.get((batch, seq, threads, AUTO)), index.get((batch, seq, threads, LARGE))
+    peak = _int8_peak(peaks, threads)
+    bound = None
+    if _timed(large) and peak and ours is not None:
+        bound = large["median_ms"] / (ours["encoder_gop"] / peak * 1e3)
+    bound_text = f"{bound:.1f}x" if bound is not None else "n/a"
+    if vnni:
+        threshold = LARGE_MIN_SPEEDUP
+        text = f"auto-bort vs hf-fp32-bert-large >= {threshold:g}x (CPU with VNNI/AMX; int8-peak bound {bound_text})"
+    else:
+        threshold = BOUND_SHARE * bound if bound is not None else None
+        text = (f"auto-bort vs hf-fp32-bert-large >= {BOUND_SHARE:.0%} of the int8-peak bound {bound_text}"
+                + (f" = {threshold:.1f}x" if threshold is not None else "") + " (CPU without VNNI/AMX)")
+    result = _target(text, LARGE, batch, seq, threads, threshold, "x")
+    result.update(bound=bound, vnni=vnni)
+    why = _auto_missing(index, settings, batch, seq, threads)
+    if why is None and large is None:
+        why = f"{LARGE} not run (--engines)"
+    elif why is None and not _timed(large):
+        why = f"{LARGE} {large['status']}"
+    if why is None and threshold is None:
+        why = f"no int8 GEMM peak at {threads} threads to set the bound (needed without VNNI/AMX)"
+    if why:
+        result["detail"] = why
+        return result
+    ours_ms = ours["median_ms"]
+    value = large["median_ms"] / ours_ms
+    return _judge(result, value, ours_ms, large["median_ms"] / threshold, f"short by {threshold - value:.3g}x")
+
+
+def evaluate_targets(rows: Sequence[Mapping[str, Any]], peaks: Mapping[tuple[int, str], Mapping[str, Any]],
+                     vnni: Optional[bool] = None) -> list[dict]:
+    """The latency targets: batch 1, seq 128 vs bert-large and batch 8, seq 128 % of the int8 peak (threads 1 and
+    2), then auto vs the fastest peer at every grid point. Each is PASS, MISS (with the shortfall), or "not
+    measured" with the reason. `vnni`: whether the CPU has VNNI or AMX (default: `has_vnni()`)."""
+    vnni = has_vnni() if vnni is None else vnni
+    results = [large_target(rows, peaks, t, vnni) for t in TARGET_THREADS]
+    results += [peak_target(rows, peaks, t) for t in TARGET_THREADS]
+    results += [peer_target(rows, b, s, t) for b, s, t in _settings(rows)]
     return results
 
 
@@ -672,14 +760,18 @@ GUARD_MAX_METRIC_CHANGE = 0.5  # points of the task's metric
 
 
 def guard_targets(report: Optional[Mapping[str, Any]], where: str, why: str = "") -> list[dict]:
-    """The accuracy targets: int8 agrees with fp32 on >= 99% of a dev sample, metric within 0.5 points.
+    """The accuracy targets: auto's choice on a fine-tuned model agrees with fp32 on >= 99% of a dev sample, its
+    metric within 0.5 points.
 
-    `report` is a GuardReport.as_dict() (None: not measured, for the reason `why`)."""
-    base = {"engine": "bortzoo-int8", "reference": "fp32", "batch": None, "seq": None, "threads": None,
+    `report` is a GuardReport.as_dict() whose "engine" names the candidate auto chose (None: not measured, for
+    the reason `why`)."""
+    engine = (report or {}).get("engine")
+    who = f"auto's choice {engine}" if engine else "auto's choice"
+    base = {"engine": engine or "auto", "reference": "fp32", "batch": None, "seq": None, "threads": None,
             "where": where, "value": None, "status": "not measured", "detail": why}
-    agreement = {**base, "target": f"bortzoo-int8 prediction agreement with fp32 >= {GUARD_MIN_AGREEMENT:g}%",
+    agreement = {**base, "target": f"{who}: prediction agreement with fp32 >= {GUARD_MIN_AGREEMENT:g}%",
                  "threshold": GUARD_MIN_AGREEMENT, "unit": "%"}
-    metric = {**base, "target": f"bortzoo-int8 metric within {GUARD_MAX_METRIC_CHANGE:g} points of fp32",
+    metric = {**base, "target": f"{who}: metric within {GUARD_MAX_METRIC_CHANGE:g} points of fp32",
               "threshold": GUARD_MAX_METRIC_CHANGE, "unit": "points"}
     if report is None:
         return [agreement, metric]
@@ -695,7 +787,7 @@ def guard_targets(report: Optional[Mapping[str, Any]], where: str, why: str = ""
         ok = abs(change) <= GUARD_MAX_METRIC_CHANGE
         metric.update(value=change, status="PASS" if ok else "MISS", detail="" if ok else
                       f"{abs(change) - GUARD_MAX_METRIC_CHANGE:.2f} points beyond the bar "
-                      f"(fp32 {report['metric_fp32']:.2f}, int8 {report['metric_optimized']:.2f})")
+                      f"(fp32 {report['metric_fp32']:.2f}, {engine or 'optimised'} {report['metric_optimized']:.2f})")
     return [agreement, metric]
 
 
@@ -743,6 +835,10 @@ def _engines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r["engine"] for r in rows))
 
 
+def _label(name: str) -> str:
+    return "hf-fp32 bert-large" if name == LARGE else name.removesuffix("-bort")
+
+
 def format_latency_table(rows: Sequence[Mapping[str, Any]], field: str = "median_ms") -> str:
     """Rows (batch, seq, threads), one column per engine: `field` (median ms or % of peak); '-' where not run."""
     index, engines = _index(rows), _engines(rows)
@@ -753,19 +849,20 @@ def format_latency_table(rows: Sequence[Mapping[str, Any]], field: str = "median
             row = index.get((batch, seq, threads, name))
             line.append(_num(row.get(field)) if row is not None else "-")
         cells.append(line)
-    return _table(["batch", "seq", "threads", *(ENGINES[n].label for n in engines)], cells)
+    return _table(["batch", "seq", "threads", *(_label(n) for n in engines)], cells)
 
 
 def format_ratio_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Per setting and bortzoo engine: speed-up vs each reference (their ms / ours) and % of its dtype's peak."""
+    """Per setting: auto's choice and ms, its speed-up vs each reference and the fastest peer (named), % of peak."""
     cells = []
     for s in speedups(rows):
-        cells.append([str(s["batch"]), str(s["seq"]), str(s["threads"]), ENGINES[s["engine"]].label,
+        peer = (f"{_num(s['vs_fastest_peer'])}x {s['fastest_peer']}" if s["fastest_peer"] else "- (none held)")
+        cells.append([str(s["batch"]), str(s["seq"]), str(s["threads"]), s["chose"] or "-", _num(s["median_ms"]),
                       *(f"{_num(s[f'vs_{ref}'])}x" if s[f"vs_{ref}"] is not None else "-" for ref in RATIO_REFERENCES),
-                      f"{_num(s['pct_of_peak'])}% {s['dtype']}" if s["pct_of_peak"] is not None else "-"])
-    headers = ["batch", "seq", "threads", "engine", *(f"vs {ENGINES[r].label}" for r in RATIO_REFERENCES),
-               "% of peak"]
-    return _table(headers, cells, left=(3,))
+                      peer, f"{_num(s['pct_of_peak'])}% {s['dtype']}" if s["pct_of_peak"] is not None else "-"])
+    headers = ["batch", "seq", "threads", "auto chose", "auto ms", *(f"vs {_label(r)}" for r in RATIO_REFERENCES),
+               "vs fastest peer", "% of peak"]
+    return _table(headers, cells, left=(3, 7))
 
 
 def format_targets(results: Sequence[Mapping[str, Any]]) -> str:
@@ -785,42 +882,61 @@ def _pct(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.0f}%"
 
 
+def _status_notes(engine_status: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """One line per row that did not run everywhere: its reason, per thread count where they differ."""
+    notes = []
+    for name, per_threads in engine_status.items():
+        bad = {t: s for t, s in per_threads.items() if s != OK}
+        if not bad:
+            continue
+        if len(set(bad.values())) == 1 and len(bad) == len(per_threads):
+            notes.append(f"  {name}: {next(iter(bad.values()))}")
+        else:
+            notes += [f"  {name} at {t} thread(s): {s}" for t, s in bad.items()]
+    return notes
+
+
 def format_report(meta: Mapping[str, Any], peak_rows: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
                   targets: Sequence[Mapping[str, Any]]) -> str:
-    """Hardware and method, GEMM peaks, latency, % of peak, speed-ups, then the targets."""
+    """Hardware and method, GEMM peaks, auto's choices, latency, % of peak, speed-ups, then the targets."""
     a = meta["args"]
     m, k, n = a["peak_shape"]
     archs = meta["archs"]
-    notes = [f"{name}: {status}" for name, status in meta["engine_status"].items() if status != OK]
-    built = "; ".join(f"{name}: {', '.join(f'{key} {value}' for key, value in facts.items() if value is not None)}"
-                      for name, facts in meta["optimize"].items() if facts)
+    versions = meta["versions"]
+    libs = " | ".join(f"{lib} {versions.get(lib) or 'not installed'}"
+                      for lib in ("torch", "transformers", "onnxruntime", "openvino", "ctranslate2"))
+    notes = _status_notes(meta["engine_status"])
+    choices = [f"{t} thread(s): {c['chose']}" if c.get("chose") else f"{t} thread(s): {c.get('status')}"
+               for t, c in meta["auto"].items()]
     lines = [
-        f"CPU: {meta['cpu']} ({meta['cores']} cores) | torch {meta['torch']} | transformers {meta['transformers']} | "
-        f"onnxruntime {meta['onnxruntime'] or NOT_INSTALLED} | python {meta['python']}",
+        f"CPU: {meta['cpu_summary']} ({meta['cores']} cores) | {libs} | python {meta['python']}",
         f"CPU used by other processes while timing: {_pct(meta['other_cpu_pct'])} of the machine "
         "(far above 0% means a busy neighbour skewed these numbers)",
         f"bort = {archs['bort']['short']} (vocab {archs['bort']['vocab_size']}), bert-large = "
         f"{archs['large']['short']} (vocab {archs['large']['vocab_size']}); random weights: latency depends only "
-        "on the shapes",
-        "hf = transformers BertModel (sdpa); ort = onnxruntime CPU, "
-        f"{'fused graph (--ort-fusion)' if a['ort_fusion'] else 'plain export'}, int8 = quantize_dynamic QInt8; "
-        "bortzoo = bortzoo.optimize" + (f" ({built})" if built else ""),
+        "on the shapes; every column but hf-fp32 bert-large runs Bort",
+        "hf = transformers BertModel fp32 (sdpa); <engine>-<scheme> = optimize(bort, engine, scheme=scheme, "
+        "threads=t) (torch = bortzoo's own path; ort, openvino, ctranslate2 = peers); auto = optimize(bort, "
+        "'auto', threads=t, shapes=the grid's (batch, seq))",
         f"{a['warmup']} warmup + {a['min_repeats']}..{a['repeats']} interleaved rounds per setting (stops after "
         f"{a['min_repeats']} once {a['max_seconds']:g} s are used), first engine rotating; median",
-        *(f"skipped {note}" for note in notes),
+        *(["not timed:", *notes] if notes else []),
         "",
         f"GEMM peak: M={m} K={k} N={n} ({gemm_ops(m, k, n) / 1e9:.2f} GOP a call, 2 per multiply-add), "
         f"{a['peak_repeats']} calls after {a['peak_warmup']} warmup; GOP/s from the fastest call; "
         "* = the dtype's peak at that thread count",
         format_peak_table(peak_rows),
         "",
+        f"auto chose: {'; '.join(choices) if choices else 'auto-bort not run'}",
+        *(meta["auto"][t]["summary"] for t in meta["auto"] if meta["auto"][t].get("summary")),
+        "",
         "Latency, median ms",
         format_latency_table(rows, "median_ms"),
         "",
-        "Encoder GOP/s as % of the GEMM peak of each engine's matmul dtype (fp32, int8 or bf16)",
+        "Encoder GOP/s as % of the GEMM peak of each engine's matmul dtype (auto: its choice's)",
         format_latency_table(rows, "pct_of_peak"),
         "",
-        "Speed-up of bortzoo = their median ms / ours",
+        "Speed-up of auto-bort = their median ms / auto's",
         format_ratio_table(rows),
         "",
         format_targets(targets),
@@ -829,10 +945,30 @@ def format_report(meta: Mapping[str, Any], peak_rows: Sequence[Mapping[str, Any]
 
 
 # -- files ----------------------------------------------------------------------------------------
+KERNEL_FLAGS = {"avx512f": "avx512", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
+                "avx512_bf16": "avx512_bf16", "amx_int8": "amx", "amx_bf16": "amx", "asimddp": "asimddp",
+                "i8mm": "i8mm", "bf16": "bf16", "sve": "sve"}
+STEM_LIBRARIES = (("torch", "torch"), ("onnxruntime", "ort"), ("openvino", "ov"), ("ctranslate2", "ct2-"))
+
+
+def kernel_flags(flags: Optional[Iterable[str]] = None) -> list[str]:
+    """The CPU flags that choose int8/bf16 kernels, short ("avx512", "avx512_vnni", "amx"; "avx2" without AVX-512)."""
+    flags = set(cpu_flags() if flags is None else flags)
+    out = [short for flag, short in KERNEL_FLAGS.items() if flag in flags]
+    if "avx512f" not in flags and "avx2" in flags:
+        out.insert(0, "avx2")
+    return list(dict.fromkeys(out))
+
+
 def result_stem(meta: Mapping[str, Any]) -> str:
-    """timm-style: stamped with the CPU and library versions so results from different machines never collide."""
-    ort_part = f"ort{slug(meta['onnxruntime'], keep='.')}" if meta.get("onnxruntime") else "no-ort"
-    return f"cpu_latency-{slug(meta['cpu']) or 'unknown-cpu'}-torch{slug(meta['torch'], keep='.')}-{ort_part}"
+    """timm-style: stamped with the CPU, its kernel flags (and any ISA limit) and the versions of torch and each
+    installed engine library, so results from different machines or installs never collide."""
+    parts = ["cpu_latency", slug(meta["cpu"]) or "unknown-cpu", *meta.get("kernel_flags", [])]
+    if meta.get("isa_limit"):
+        parts.append(f"limit-{slug(meta['isa_limit'])}")
+    versions = meta.get("versions", {})
+    parts += [f"{short}{slug(versions[lib], keep='.')}" for lib, short in STEM_LIBRARIES if versions.get(lib)]
+    return "-".join(parts)
 
 
 def write_results(rows: Sequence[dict], meta: Mapping[str, Any], targets: Sequence[dict], out: Path) -> list[Path]:
@@ -841,29 +977,38 @@ def write_results(rows: Sequence[dict], meta: Mapping[str, Any], targets: Sequen
 
 
 # -- command line ---------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except where there is none to show (the help says what None means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def build_parser(engines: Optional[Sequence[Engine]] = None) -> argparse.ArgumentParser:
+    engines = engine_list() if engines is None else engines
     parser = argparse.ArgumentParser(
         prog="bench/cpu_latency.py",
-        description="CPU latency of Bort under bortzoo.optimize (int8, bf16) against transformers fp32 (Bort and "
-                    "BERT-large) and onnxruntime fp32/int8, interleaved in one run, with the GEMM peak of this CPU "
-                    "per dtype and a check of the CPU-inference targets. Random weights: latency depends only on "
-                    "the shapes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="CPU latency of Bort on every engine bortzoo.optimize chooses among (torch int8/bf16, ONNX "
+                    "Runtime, OpenVINO, CTranslate2 with their schemes) and on optimize's own 'auto' choice, "
+                    "against transformers fp32 (Bort and BERT-large), interleaved in one run, with the GEMM peak "
+                    "of this CPU per dtype and a check of the CPU-inference targets. Random weights: latency "
+                    "depends only on the shapes. An engine that cannot run here is a row saying why.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes")
     parser.add_argument("--seq", type=int, nargs="+", default=[32, 128, 512], help="sequence lengths")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                        help="intra-op thread counts (torch.set_num_threads; onnxruntime intra_op_num_threads)")
-    parser.add_argument("--engines", nargs="+", choices=list(ENGINES), default=None, metavar="ENGINE",
-                        help=f"engines to time, of: {', '.join(ENGINES)}; None: every hf and ort engine plus "
-                             "bortzoo-<p>-bort for each of --precisions")
-    parser.add_argument("--precisions", nargs="+", choices=BORTZOO_PRECISIONS, default=["int8"],
-                        help="bortzoo precisions timed as bortzoo-<p>-bort (ignored when --engines is given)")
+                        help="intra-op thread counts (torch.set_num_threads; each engine is built with optimize("
+                             "threads=t) per count)")
+    parser.add_argument("--engines", nargs="+", default=None, metavar="ENGINE",
+                        help=f"rows to time, of: {', '.join(e.name for e in engines)}; default: all. auto-bort "
+                             "always chooses among every candidate, timed or not")
     parser.add_argument("--arch", default="bort", help="the small model: a preset or D,A,H,I (RoBERTa vocabulary)")
     parser.add_argument("--large", default="bert-large", help="the large fp32 baseline: a preset or D,A,H,I")
     parser.add_argument("--warmup", type=int, default=2, help="untimed forwards of each engine before each setting")
     parser.add_argument("--repeats", type=int, default=10, help="most timed rounds per setting")
-    parser.add_argument("--min-repeats", type=int, default=3, help="fewest timed rounds per setting")
+    parser.add_argument("--min-repeats", type=int, default=None,
+                        help=f"fewest timed rounds per setting (default: {DEFAULT_MIN_REPEATS}, or --repeats if fewer)")
     parser.add_argument("--max-seconds", type=float, default=20.0,
                         help="a setting stops after --min-repeats rounds once its timed calls used this many seconds")
     parser.add_argument("--no-lead-in", dest="lead_in", action="store_false",
@@ -873,8 +1018,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GEMM of the peak microbenchmark (M rows = batch x seq tokens)")
     parser.add_argument("--peak-warmup", type=int, default=3, help="untimed GEMM calls per backend")
     parser.add_argument("--peak-repeats", type=int, default=20, help="timed GEMM calls per backend")
-    parser.add_argument("--ort-fusion", action="store_true",
-                        help="run onnxruntime.transformers.optimizer on the export before quantizing (slower here)")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="where optimize keeps the engines' artefacts and auto's choice (default: a fresh "
+                             "folder in this run's temporary directory, so every engine is built and auto measures "
+                             "anew; give one to reuse them across runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     parser.add_argument("--out", default="bench/results", help="folder for the CSV and JSON, or 'none'")
     return parser
@@ -883,7 +1030,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_guard_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("accuracy guard (a fine-tuned model on a task's dev split, after timing)")
     group.add_argument("--guard", metavar="MODEL", default=None,
-                       help="a fine-tuned model (zoo name, Hub id or folder) to compare optimize(int8) with fp32 on")
+                       help="a fine-tuned model (zoo name, Hub id or folder): optimize(engine='auto') chooses on "
+                            "its dev rows, and the chosen engine's agreement and metric against fp32 are targets")
     group.add_argument("--guard-task", metavar="TASK", default=None, help="its task, e.g. sst2 (needs --guard)")
     group.add_argument("--guard-data", metavar="DIR", default=None,
                        help="a local folder laid out like the task's Hub dataset (default: the Hub dataset)")
@@ -894,7 +1042,8 @@ def add_guard_args(parser: argparse.ArgumentParser) -> None:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and check everything: a bad value fails here, naming its flag, before anything is built."""
-    parser = build_parser()
+    engines = engine_list()
+    parser = build_parser(engines)
     add_guard_args(parser)
     args = parser.parse_args(argv)
     if (args.guard is None) != (args.guard_task is None):
@@ -914,6 +1063,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     for t in args.threads:
         if t > cpus:
             parser.error(f"--threads {t} is more than the {cpus} CPUs of this machine (os.cpu_count())")
+    if args.min_repeats is None:
+        args.min_repeats = min(DEFAULT_MIN_REPEATS, args.repeats)
     for name in ("repeats", "min_repeats", "peak_repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -939,42 +1090,60 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--out is empty; give a folder, or 'none'")
     if args.out.strip().lower() != "none" and os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.error(f"--out {args.out!r} exists and is not a folder")
+    if args.cache_dir is not None and os.path.exists(args.cache_dir) and not os.path.isdir(args.cache_dir):
+        parser.error(f"--cache-dir {args.cache_dir!r} exists and is not a folder")
+    try:
+        args.engine_objs = select_engines(engines, list(dict.fromkeys(args.engines or [])))
+    except BortzooError as err:
+        parser.error(f"--engines: {err}")
     args.batch, args.seq, args.threads = (list(dict.fromkeys(v)) for v in (args.batch, args.seq, args.threads))
-    args.engines = list(dict.fromkeys(args.engines)) if args.engines else default_engines(args.precisions)
+    args.engines = [e.name for e in args.engine_objs]
     args.arch_obj, args.large_obj = archs["arch"], archs["large"]
     return args
 
 
-def _versions() -> dict[str, Optional[str]]:
-    versions: dict[str, Optional[str]] = {"onnxruntime": getattr(ort, "__version__", None) if ort else None}
-    try:
-        import onnx
-        versions["onnx"] = onnx.__version__
-    except ImportError:
-        versions["onnx"] = None
-    return versions
-
-
 def _args_meta(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if not k.endswith("_obj")}
+    return {k: v for k, v in vars(args).items() if not k.endswith("_obj") and k != "engine_objs"}
 
 
-def run_guard(args: argparse.Namespace, log: Callable[[str], None]) -> list[dict]:
-    """The accuracy targets from --guard (untimed, after the latency runs), or why they are not measured."""
+def run_guard(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[dict], Optional[dict]]:
+    """The accuracy targets from --guard (untimed, after the latency runs), and what to record of the run: auto
+    chooses on the fine-tuned model's dev rows (`optimize_for_task(..., engine="auto")`), so the agreement and
+    metric measured are those of the engine it chose, named in the target rows."""
     if args.guard is None:
         return guard_targets(None, "a dev sample", "no --guard MODEL --guard-task TASK given (a fine-tuned model, "
-                                                   "e.g. --guard bert-large-sst2 --guard-task sst2)")
-    from bortzoo.serve.task_guard import task_guard
+                                                   "e.g. --guard bert-large-sst2 --guard-task sst2)"), None
+    from bortzoo.serve.task_guard import optimize_for_task
 
     where = f"{args.guard} on {args.guard_task} dev, first {args.guard_examples} rows"
-    log(f"accuracy guard: {where}")
+    log(f"accuracy guard: {where}, optimize(engine='auto')")
     try:
-        report = task_guard(args.guard, args.guard_task, data_dir=args.guard_data, examples=args.guard_examples,
-                            pair_encoding=args.guard_pair_encoding)
+        optimized = optimize_for_task(args.guard, args.guard_task, data_dir=args.guard_data,
+                                      examples=args.guard_examples, pair_encoding=args.guard_pair_encoding,
+                                      engine="auto")
     except Exception as err:  # the latency results are kept; the guard says why it could not run
-        return guard_targets(None, where, f"could not run: {err}")
-    log(f"accuracy guard: {report.summary()}")
-    return guard_targets(report.as_dict(), f"{where} ({report.examples} checked)")
+        return guard_targets(None, where, f"could not run: {first_line(err)}"), {"error": first_line(err)}
+    report = optimized.bortzoo_task_guard
+    log(f"accuracy guard ({report.engine}): {report.summary()}")
+    chosen = getattr(optimized, "bortzoo_report", None)
+    record = {"model": args.guard, "task": args.guard_task, "guard": report.as_dict(),
+              "optimize": chosen.as_dict() if chosen is not None else None}
+    return guard_targets(report.as_dict(), f"{where} ({report.examples} checked)"), record
+
+
+def _auto_meta(builds: Mapping[int, Built], engines: Sequence[Engine]) -> dict[str, dict[str, Any]]:
+    """Per thread count: what auto chose, in which dtype, and its OptimizeReport as a dict (or why it did not run)."""
+    if not any(e.kind == "auto" for e in engines):
+        return {}
+    out = {}
+    for t, built in builds.items():
+        if built.report is None:
+            out[str(t)] = {"chose": None, "status": built.status.get(AUTO, "not run")}
+            continue
+        report = built.report
+        out[str(t)] = {"chose": report.chosen, "dtype": scheme_dtype(report.scheme), "status": OK,
+                       "summary": report.summary(), "report": report.as_dict()}
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
@@ -986,30 +1155,46 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     progress = not args.no_progress
     log = partial(print, file=sys.stderr)
     if ort is None:
-        log(f"onnxruntime is not installed: the ORT engines and GEMM backends are skipped ({INSTALL_HINT})")
+        log(f"onnxruntime is not installed: its GEMM backends are skipped ({INSTALL_HINT})")
     archs = {"large": args.large_obj, "bort": args.arch_obj}
-    info = {**hardware_info(), **_versions()}
+    engines = args.engine_objs
 
     with OtherCpuLoad() as other:
         peak_rows = measure_peaks(tuple(args.peak_shape), args.threads, args.peak_warmup, args.peak_repeats, progress)
         peaks = select_peaks(peak_rows)
         with tempfile.TemporaryDirectory(prefix="cpu-latency-") as tmp:
-            runnable, missing, facts = build_engines(args.engines, args.arch_obj, args.large_obj, Path(tmp),
-                                                     args.ort_fusion, log)
-            rows = measure_models(args.engines, archs, runnable, missing, peaks, args, progress)
-            del runnable  # close the sessions before their files go
+            cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp) / "engine-cache"
+            rows, builds = measure_models(engines, archs, peaks, args, cache_dir, log, progress)
+            gc.collect()  # the engines' sessions close before their files go
 
-    targets = evaluate_targets(rows) + run_guard(args, log)
+    guard_results, guard_record = run_guard(args, log)
+    targets = evaluate_targets(rows, peaks) + guard_results
+    engine_status = {e.name: {str(t): (OK if e.name not in b.status else b.status[e.name]) for t, b in builds.items()}
+                     for e in engines}
+    for e in engines:  # the hf rows are built once, outside the per-thread builds
+        if e.kind == "hf":
+            engine_status[e.name] = {str(t): OK for t in args.threads}
     meta = {
-        **info,
+        **hardware_info(),
+        "cpu_summary": cpu_summary(),
+        "kernel_flags": kernel_flags(),
+        "isa_limit": isa_limit(),
+        "has_vnni": has_vnni(),
+        "native_bf16": native_bf16(),
+        "versions": library_versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "random_weights": True,
         "archs": {key: {"short": arch.short(), **arch.as_dict()} for key, arch in archs.items()},
-        "engine_status": {name: (OK if name not in missing else missing[name]) for name in args.engines},
-        "optimize": facts,
+        "engines": [{"name": e.name, "kind": e.kind, "engine": e.engine, "scheme": e.scheme, "dtype": e.dtype,
+                     "model": e.model} for e in engines],
+        "engine_status": engine_status,
+        "builds": {e.name: {str(t): b.facts[e.name] for t, b in builds.items() if e.name in b.facts}
+                   for e in engines if e.kind != "hf"},
+        "auto": _auto_meta(builds, engines),
         "gemm": peak_rows,
         "peaks": list(peaks.values()),
         "other_cpu_pct": other.pct,
+        "guard": guard_record,
         "args": _args_meta(args),
     }
     print(format_report(meta, peak_rows, rows, targets))
