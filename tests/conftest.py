@@ -136,3 +136,13 @@ def dataset_folder(spec, root=None) -> str:
 
     assert spec.dataset in FOLDERS, f"no fixtures for dataset {spec.dataset!r}; fixtures exist for {list(FOLDERS)}"
     return str(Path(root or TINY_TASKS_DIR) / FOLDERS[spec.dataset])
+
+
+@pytest.fixture
+def two_engines(monkeypatch):
+    """bortzoo.optimize(engine="auto") choosing between the own torch path and ONNX Runtime only: for tests of what
+    uses the choice (publish, the demo, the benches), where building every engine for each model would cost CI
+    minutes. Every engine is tested in tests/test_engine_*.py and together in tests/real/test_real_engines.py."""
+    from bortzoo.serve import optimize as opt_mod
+
+    monkeypatch.setattr(opt_mod, "ENGINE_NAMES", ("torch", "ort"))

@@ -513,7 +513,7 @@ def test_guard_targets_name_the_engine_auto_chose():
     assert "measured +0.70 points" in text and "not measured  auto's choice: metric within 0.5 points" in text
 
 
-def test_main_runs_the_guard_through_auto_on_a_fine_tuned_folder(tmp_path, capsys):
+def test_main_runs_the_guard_through_auto_on_a_fine_tuned_folder(tmp_path, capsys, two_engines):
     from test_convert import save_task_folder, tiny
 
     from bortzoo.tasks import get_task

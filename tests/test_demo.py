@@ -156,7 +156,7 @@ def test_predict_answers_on_both_sides_with_latency(handlers):
         assert "ms" in note and "1 thread" in note and "truncated" not in note
 
 
-def test_optimized_bort_answers_like_bort_and_names_its_engine(demo_folders):
+def test_optimized_bort_answers_like_bort_and_names_its_engine(demo_folders, two_engines):
     """--optimized_bort: Bort's box is served by bortzoo.optimize(engine="auto") with every installed engine."""
     plain = Handlers(demo_settings(demo_folders, threads=1, max_length=32))
     fast = Handlers(demo_settings(demo_folders, threads=1, max_length=32, optimized_bort=True))

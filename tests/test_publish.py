@@ -365,7 +365,8 @@ def without_fast_section(text: str) -> str:
     return text[:text.index(FAST)] + text[text.index("## Limitations"):]
 
 
-def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run, tmp_path, monkeypatch, capsys):
+def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run, tmp_path, monkeypatch, capsys,
+                                                                      two_engines):
     import bortzoo.serve.task_guard
 
     plain = build_folder(read_run(task_run), tmp_path / "plain", repo_id="tester/rte-tiny", latency=None)
@@ -424,7 +425,7 @@ def test_optimized_measures_the_built_folder_and_quotes_it_in_the_card(task_run,
     assert digest(tmp_path / "again") == files and result["optimized"] == info
 
 
-def test_a_regression_card_quotes_the_metric_without_agreement(stsb_run, tmp_path):
+def test_a_regression_card_quotes_the_metric_without_agreement(stsb_run, tmp_path, two_engines):
     result = publish(str(stsb_run), dry_run=True, optimized=True, optimized_examples=30, latency="none",
                      out=str(tmp_path / "hub"))
     info = result["optimized"]
@@ -471,7 +472,7 @@ def test_a_failed_accuracy_check_is_one_clear_error_and_keeps_the_built_folder(t
     def fail(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr("bortzoo.serve.task_guard.task_guard", fail)
+    monkeypatch.setattr("bortzoo.serve.task_guard.optimize_for_task", fail)
     with pytest.raises(SystemExit) as exit_info:
         main(["publish", str(task_run), "--dry-run", "--optimized", "--latency", "none", "--out",
               str(tmp_path / "hub")])

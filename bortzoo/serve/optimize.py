@@ -512,7 +512,7 @@ class _Selector:
         """Median ms of each candidate per shape, interleaved. At each shape every candidate runs once (after a
         warm-up call); one more than PRUNE_FACTOR times slower than the fastest there keeps that one timing and
         sits out the rounds: it will not win that shape, and timing it would make the first call slow."""
-        from bortzoo.serve.timing import time_interleaved
+        from bortzoo.serve.timing import SETTLE_S, time_interleaved
 
         config = (self.bert or next(m for m in self.model.modules() if hasattr(m, "config"))).config
         previous = torch.get_num_threads()
@@ -531,10 +531,11 @@ class _Selector:
                     contenders = {name: f for name, f in forwards.items() if once[name] <= PRUNE_FACTOR * fastest}
                     for name in forwards.keys() - contenders.keys():
                         results[name].ms[shape] = round(once[name] * 1e3, 3)
-                    per_round = sum(once[name] for name in contenders)
-                    rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(TIMING_SECONDS / max(per_round, 1e-6))))
-                    longest = max(once[name] for name in contenders)
-                    times = time_interleaved(contenders, warmup=0, repeats=rounds, lead_in=longest < LEAD_IN_MAX_S)
+                    lead_in = max(once[name] for name in contenders) < LEAD_IN_MAX_S
+                    # a round's cost: each call, and with the lead-in its pause and untimed call too
+                    per_round = sum(once[name] * (2 if lead_in else 1) + (SETTLE_S if lead_in else 0) for name in contenders)
+                    rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(TIMING_SECONDS / per_round)))
+                    times = time_interleaved(contenders, warmup=0, repeats=rounds, lead_in=lead_in)
                     for name, samples in times.items():
                         results[name].ms[shape] = round(statistics.median(samples) * 1e3, 3)
         finally:

@@ -100,7 +100,7 @@ def test_auto_keeps_exactly_the_engines_that_hold_on_real_text_and_picks_among_t
     for name, error in errors.items():  # what the self-check let through reproduces real hidden states
         assert error <= {"fp32": 1e-3, "bf16": 0.05, "int8": 0.15}[name.split("-")[1]], (name, error)
 
-    fast = optimize(model, "auto", check=batches, labels=labels, metric=accuracy, shapes=[(8, 32)], cache_dir=tmp_path)
+    fast = optimize(model, "auto", check=batches, labels=labels, metric=accuracy, shapes=[(2, 16)], cache_dir=tmp_path)
     report = fast.bortzoo_report
     for cand in report.candidates:
         if cand.name in refused:
