@@ -4,6 +4,7 @@ artefacts come back from the on-disk cache, and a cache entry that is corrupt or
 A stand-in peer engine (exact torch, or torch with its weights disturbed) makes every outcome certain; the real
 peers are tested in tests/test_engine_*.py and together in tests/test_optimize_engines.py."""
 
+import copy
 import json
 import logging
 import time
@@ -278,3 +279,22 @@ def test_each_shape_is_served_by_the_candidate_fastest_there(engines, tmp_path, 
     assert again.bortzoo_report.from_cache and again.bortzoo_report.routes == report.routes
     with pytest.raises(BortzooError, match="already served by bortzoo.optimize"):
         optimize(fast, cache_dir=tmp_path)
+
+
+def test_a_route_to_the_bf16_own_path_hands_fp32_to_the_original_head():
+    """The own path's bf16 casts its whole copy to bf16; routed beside another candidate, its encoder feeds the
+    original's fp32 classifier, which must get fp32 (found by a publish run whose auto routed a shape to it)."""
+    from bortzoo.serve.engines.wrapper import RoutedEncoder, find_bert, swap_bert
+    from bortzoo.serve.own import native_bf16, optimize_torch
+
+    model = _classifier()
+    bf16 = find_bert(optimize_torch(model, precision="bf16" if native_bf16() else "fp32"))[2]
+    fp32 = find_bert(optimize_torch(model, precision="fp32"))[2]
+    routed = swap_bert(copy.deepcopy(model), RoutedEncoder({"torch-bf16": bf16, "torch-fp32": fp32},
+                                                           {"1x12": "torch-bf16", "16x12": "torch-fp32"}))
+    batch = _batch(batch=1, seq=12)
+    with torch.inference_mode():
+        logits = routed(**batch).logits
+        first = routed(**batch, return_dict=False)[0]
+    assert logits.dtype == first.dtype == torch.float32
+    torch.testing.assert_close(logits, model(**batch).logits, atol=0.05, rtol=0.05)

@@ -11,7 +11,6 @@ from transformers import BertConfig, BertModel
 from bortzoo.serve.engines import ctranslate2 as ct2_mod
 from bortzoo.serve.engines.base import EngineError, example_batch, export_source
 
-pytestmark = pytest.mark.cpu_sensitive  # int8 kernels: CI runs this file again under AVX2 emulation
 
 ENGINE = ct2_mod.ENGINE
 BOUND = {"fp32": 1e-4, "int8": 0.05}  # relative error over real tokens; int8 measures ~0.005 on this model

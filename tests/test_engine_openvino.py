@@ -18,7 +18,6 @@ from bortzoo.serve.engines import openvino as ov_engine
 from bortzoo.serve.engines.base import INPUT_NAMES, EngineError, example_batch, export_source
 from bortzoo.serve.engines.openvino import ENGINE
 
-pytestmark = pytest.mark.cpu_sensitive
 
 # relative error over real tokens, measured here: int8 0.02-0.07 (0.03-0.09 with the 7-bit weights of CPUs
 # without VNNI, CI's AVX2 emulation; 0.12-0.17 had it kept 8-bit weights there), int8-weights ~0.02,

@@ -16,7 +16,6 @@ from bortzoo.serve.engines import ort as ort_engine
 from bortzoo.serve.engines.base import INPUT_NAMES, OUTPUT_NAME, EngineError, example_batch, export_source
 from bortzoo.serve.engines.ort import ENGINE, export_onnx
 
-pytestmark = pytest.mark.cpu_sensitive
 
 # relative error over real tokens; int8 measured at ~0.02 here (fp32 ~4e-7)
 TOLERANCE = {"fp32": 1e-4, "int8": 0.08, "int8-block": 0.08}

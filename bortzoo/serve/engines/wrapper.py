@@ -89,7 +89,17 @@ class RoutedEncoder(nn.Module):
         if input_ids is None:
             raise BortzooError("the routed encoder needs input_ids, to pick the engine for their shape")
         name = self.route(*input_ids.shape[:2]) if input_ids.dim() == 2 else self.routes[0][2]
-        return self.encoders[self.names[name]](input_ids, *args, **kwargs)
+        out = self.encoders[self.names[name]](input_ids, *args, **kwargs)
+        # the heads around are the original's, fp32: an encoder served in bf16 (the own path's bf16) hands fp32 up
+        if isinstance(out, tuple):
+            return tuple(_fp32(value) for value in out)
+        for key, value in out.items():
+            out[key] = _fp32(value)
+        return out
+
+
+def _fp32(value: Any) -> Any:
+    return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
 
 
 def find_bert(model: nn.Module) -> tuple[nn.Module | None, str, nn.Module]:
