@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import statistics
 import time
@@ -376,6 +377,8 @@ class _Selector:
                 self._time(built)
         routes = self._routes(chosen, built) if self.engine == "auto" and timeable else {}
         serving = set(routes.values()) or {chosen}
+        if chosen not in serving:  # others were faster at every shape: name the one serving the most tokens
+            chosen = routes[max(routes, key=lambda shape: math.prod(int(v) for v in shape.split("x")))]
         for cand in self.candidates:
             if cand.name in built:
                 cand.status = "chosen" if cand.name in serving else "held"
