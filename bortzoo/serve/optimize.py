@@ -171,6 +171,11 @@ def candidates(engine: str = "auto", precision: str | None = None, scheme: str |
                 continue
             if precision is not None and s.split("-")[0] != precision:
                 continue
+            if status == "pending" and s.split("-")[0] == "bf16" and not native_bf16():
+                out.append(CandidateResult(name, s, status="not applicable", reason=(
+                    "bf16 needs native bf16 matmuls (avx512_bf16 or AMX), which this CPU lacks or "
+                    "ONEDNN_MAX_CPU_ISA hides")))
+                continue
             calibrated = () if name == "torch" else getattr(eng, "calibrated", ())
             if status == "pending" and engine == "auto" and not has_check and s in calibrated:
                 out.append(CandidateResult(name, s, status="not applicable", reason=(

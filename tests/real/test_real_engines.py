@@ -78,6 +78,9 @@ def test_auto_keeps_exactly_the_engines_that_hold_on_real_text_and_picks_among_t
     fp32_metric = accuracy(reference.argmax(-1), target)
     measured, refused, errors = {}, {}, {}
     for cand in candidates("auto"):
+        if cand.status == "not applicable":  # bf16 without native bf16 (the AVX2 emulation)
+            assert "native bf16" in cand.reason
+            continue
         assert cand.status == "pending", f"{cand.name} cannot run here: {cand.reason}"  # the serve extra is installed
         try:  # static int8 is calibrated on these real sentences, as auto does with check= batches
             served = optimize(model, cand.engine, scheme=cand.scheme, cache_dir=tmp_path, check=batches,
@@ -103,6 +106,8 @@ def test_auto_keeps_exactly_the_engines_that_hold_on_real_text_and_picks_among_t
     fast = optimize(model, "auto", check=batches, labels=labels, metric=accuracy, shapes=[(2, 16)], cache_dir=tmp_path)
     report = fast.bortzoo_report
     for cand in report.candidates:
+        if cand.status == "not applicable":
+            continue
         if cand.name in refused:
             assert cand.status == "failed guard", (cand.name, cand.status)
             continue
@@ -116,5 +121,5 @@ def test_auto_keeps_exactly_the_engines_that_hold_on_real_text_and_picks_among_t
     # every engine has an int8 scheme that holds the bar on real text (the guard decides which one serves)
     holding = {n.split("-")[0] for n, m in measured.items()
                if n.split("-")[1] == "int8" and m[0] >= MIN_AGREEMENT and m[1] >= -MAX_METRIC_DROP}
-    assert holding == {c.engine for c in candidates("auto")}, measured
+    assert holding == {c.engine for c in candidates("auto") if c.status == "pending"}, measured
 
