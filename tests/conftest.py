@@ -1,6 +1,8 @@
 """Tests run offline with tiny everything: the project's own tokenizer, corpus and model folders."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +12,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # bortzoo.optimize's engine cache: one per test session, never the user's ~/.cache/bortzoo
 os.environ["BORTZOO_CACHE"] = tempfile.mkdtemp(prefix="bortzoo-test-cache-")
+atexit.register(shutil.rmtree, os.environ["BORTZOO_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

@@ -6,29 +6,19 @@ import os
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
 from bortzoo.serve.engines import ctranslate2 as ct2_mod
-from bortzoo.serve.engines.base import EngineError, example_batch, export_source
+from bortzoo.serve.engines.base import EngineError, example_batch
+from engine_support import tiny_source
 
 
 ENGINE = ct2_mod.ENGINE
 BOUND = {"fp32": 1e-4, "int8": 0.05}  # relative error over real tokens; int8 measures ~0.005 on this model
 
 
-def _config(**overrides):
-    return BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, type_vocab_size=2, max_position_embeddings=64, **overrides)
-
-
-def _source(seed=0, **overrides):
-    torch.manual_seed(seed)
-    return export_source(BertModel(_config(**overrides), add_pooling_layer=False).eval())
-
-
 @pytest.fixture(scope="module")
 def source():
-    return _source()
+    return tiny_source(initializer_range=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +105,7 @@ def test_refuses_inputs_it_cannot_run(runners):
     ({"is_decoder": True}, "is_decoder"),
 ])
 def test_unsupported_models_are_refused_by_name(tmp_path, overrides, reason):
-    model = _source(**overrides)
+    model = tiny_source(**overrides)
     with pytest.raises(EngineError) as info:
         ENGINE.build(model, "fp32", tmp_path, [])
     assert info.value.engine == "ctranslate2" and "'ctranslate2'" in str(info.value)
@@ -125,7 +115,7 @@ def test_unsupported_models_are_refused_by_name(tmp_path, overrides, reason):
 
 def test_build_leaves_the_source_intact_and_only_ctranslate2_files(tmp_path):
     # int8 quantisation scales the spec's tensors in place: the engine converts a copy
-    model = _source(seed=1)
+    model = tiny_source(seed=1, initializer_range=0.02)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ENGINE.build(model, "int8", tmp_path, [])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -145,7 +135,7 @@ def _threads() -> int:
 
 def test_threads_are_honoured(runners, tmp_path):
     """Each encoder adds one worker (inter_threads=1) and threads-1 OpenMP threads on its first batch."""
-    ENGINE.build(_source(seed=2), "fp32", tmp_path, [])
+    ENGINE.build(tiny_source(seed=2, initializer_range=0.02), "fp32", tmp_path, [])
     added = {}
     for threads in (1, 2):
         gc.collect()

@@ -15,9 +15,9 @@ from torch import nn
 
 from bortzoo.serve import cpu
 from bortzoo.serve.engines import openvino as ov_engine
-from bortzoo.serve.engines.base import INPUT_NAMES, EngineError, example_batch, export_source
+from bortzoo.serve.engines.base import INPUT_NAMES, EngineError, example_batch
 from bortzoo.serve.engines.openvino import ENGINE
-
+from engine_support import masked_relative_error, tiny_source
 
 # relative error over real tokens, measured here: int8 0.02-0.07 (0.03-0.09 with the 7-bit weights of CPUs
 # without VNNI, CI's AVX2 emulation; 0.12-0.17 had it kept 8-bit weights there), int8-weights ~0.02,
@@ -26,23 +26,9 @@ TOLERANCE = {"int8": 0.12, "bf16": 0.03, "int8-weights": 0.05, "fp32": 1e-4}
 RUNNABLE = [s for s in ENGINE.schemes if s != "bf16" or cpu.native_bf16()]
 
 
-def _config():
-    from transformers import BertConfig
-
-    return BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, type_vocab_size=2, max_position_embeddings=64, initializer_range=0.2)
-
-
-def _source():
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    return export_source(BertModel(_config(), add_pooling_layer=False))
-
-
 @pytest.fixture(scope="module")
 def source():
-    return _source()
+    return tiny_source()
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +40,6 @@ def built(source, tmp_path_factory) -> dict[str, Path]:
         ENGINE.build(source, scheme, folder, [example_batch(source.config, 4, 24, seed=7)])
         folders[scheme] = folder
     return folders
-
-
-def _relative_error(out: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float:
-    real = mask.bool()
-    return ((out - ref)[real].norm() / ref[real].norm()).item()
 
 
 def test_engine_attributes():
@@ -78,7 +59,7 @@ def test_scheme_matches_torch(source, built, scheme):
                 ref = source(**batch).last_hidden_state
             out = runner(**batch)
             assert out.dtype == torch.float32 and out.shape == ref.shape
-            error = _relative_error(out, ref, batch["attention_mask"])
+            error = masked_relative_error(out, ref, batch["attention_mask"])
             assert error < TOLERANCE[scheme], (scheme, pad_left, batch_size, seq, error)
 
 
@@ -148,7 +129,7 @@ class _Mode(nn.Module):
 
 
 def test_unconvertible_model_names_engine_and_op(tmp_path):
-    source = _source()
+    source = tiny_source()
     for layer in source.encoder.layer:
         layer.intermediate.intermediate_act_fn = _Mode()
     with pytest.raises(EngineError) as caught:

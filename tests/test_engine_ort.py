@@ -13,32 +13,18 @@ import pytest
 import torch
 
 from bortzoo.serve.engines import ort as ort_engine
-from bortzoo.serve.engines.base import INPUT_NAMES, OUTPUT_NAME, EngineError, example_batch, export_source
+from bortzoo.serve.engines.base import INPUT_NAMES, OUTPUT_NAME, EngineError, example_batch
 from bortzoo.serve.engines.ort import ENGINE, export_onnx
-
+from engine_support import masked_relative_error, tiny_source
 
 # relative error over real tokens; int8 measured at ~0.02 here (fp32 ~4e-7)
 TOLERANCE = {"fp32": 1e-4, "int8": 0.08, "int8-block": 0.08}
 QUANTIZED_OP = {"int8": "MatMulInteger", "int8-block": "MatMulNBits"}
 
 
-def _config():
-    from transformers import BertConfig
-
-    return BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, type_vocab_size=2, max_position_embeddings=64, initializer_range=0.2)
-
-
-def _source():
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    return export_source(BertModel(_config(), add_pooling_layer=False))
-
-
 @pytest.fixture(scope="module")
 def source():
-    return _source()
+    return tiny_source()
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +35,6 @@ def built(source, tmp_path_factory) -> dict[str, Path]:
         ENGINE.build(source, scheme, folder, [example_batch(source.config)])
         folders[scheme] = folder
     return folders
-
-
-def _relative_error(out: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> float:
-    real = mask.bool()
-    return ((out - ref)[real].norm() / ref[real].norm()).item()
 
 
 def test_engine_attributes():
@@ -73,7 +54,7 @@ def test_scheme_matches_torch(source, built, scheme, pad_left):
             ref = source(**batch).last_hidden_state
         out = runner(**batch)
         assert out.dtype == torch.float32 and out.shape == ref.shape
-        assert _relative_error(out, ref, batch["attention_mask"]) < TOLERANCE[scheme]
+        assert masked_relative_error(out, ref, batch["attention_mask"]) < TOLERANCE[scheme]
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int8-block"])
@@ -106,7 +87,7 @@ def test_longest_and_too_long_sequences(source, built):
     longest = example_batch(source.config, 1, source.config.max_position_embeddings)
     with torch.no_grad():
         ref = source(**longest).last_hidden_state
-    assert _relative_error(runner(**longest), ref, longest["attention_mask"]) < 1e-4
+    assert masked_relative_error(runner(**longest), ref, longest["attention_mask"]) < 1e-4
     too_long = example_batch(source.config, 1, source.config.max_position_embeddings + 1)
     with pytest.raises(EngineError, match="max_position_embeddings") as err:
         runner(**too_long)
@@ -121,7 +102,7 @@ class _BesselAct(torch.nn.Module):
 
 
 def test_unexportable_model_raises(tmp_path, capfd):
-    model = _source()
+    model = tiny_source()
     model.encoder.layer[1].intermediate.intermediate_act_fn = _BesselAct()
     with pytest.raises(EngineError) as err:
         ENGINE.build(model, "int8", tmp_path, [])
@@ -133,7 +114,7 @@ def test_unexportable_model_raises(tmp_path, capfd):
 
 
 def test_export_onnx_names_the_asking_engine(tmp_path):
-    model = _source()
+    model = tiny_source()
     model.encoder.layer[0].intermediate.intermediate_act_fn = _BesselAct()
     with pytest.raises(EngineError) as err:
         export_onnx(model, tmp_path / "x.onnx", engine="openvino")
@@ -157,7 +138,7 @@ def test_load_rejects_wrong_or_unsafe_artefacts(built, monkeypatch):
     with pytest.raises(EngineError, match="ort.json"):
         ENGINE.load(built["fp32"] / "nowhere", "fp32", threads=1)
     with pytest.raises(EngineError, match="unknown scheme"):
-        ENGINE.build(_source(), "int4", built["fp32"], [])
+        ENGINE.build(tiny_source(), "int4", built["fp32"], [])
     meta = json.loads((built["int8"] / ort_engine.META_FILE).read_text())
     if meta["reduce_range"] is False:  # built with VNNI: refused where int8 pairs would saturate
         monkeypatch.setattr(ort_engine, "_reduce_range", lambda: True)

@@ -9,16 +9,23 @@ fp32 BertModel with eager attention (the attention every exporter traces), the c
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
-from collections.abc import Mapping, Sequence
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from bortzoo.errors import BortzooError
+from bortzoo.errors import BortzooError, first_line
 
 __all__ = [
     "INPUT_NAMES",
@@ -27,9 +34,12 @@ __all__ = [
     "EncoderRunner",
     "Engine",
     "EngineError",
+    "PositionalEncoder",
+    "error_line",
     "example_batch",
     "export_source",
     "package_versions",
+    "quiet",
 ]
 
 # the encoder's inputs, every one int64 [batch, seq] (masks 1 = token, 0 = padding, padding left or right),
@@ -101,10 +111,12 @@ def export_source(bert: nn.Module) -> nn.Module:
     """A fp32 eval transformers BertModel without pooler and with eager attention, holding `bert`'s encoder
     weights (embeddings and layers): what every engine exports. `bert` is a transformers BertModel."""
     from transformers import BertConfig, BertModel
+    from transformers.initialization import no_init_weights
 
     config = BertConfig.from_dict({**bert.config.to_dict(), "_attn_implementation": "eager"})
     config._attn_implementation = "eager"
-    twin = BertModel(config, add_pooling_layer=False)
+    with no_init_weights():  # every weight is loaded below (a missing one raises): random init only costs time
+        twin = BertModel(config, add_pooling_layer=False)
     state = {k: v for k, v in bert.state_dict().items() if not k.startswith("pooler.")}
     missing, unexpected = twin.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
@@ -114,7 +126,8 @@ def export_source(bert: nn.Module) -> nn.Module:
     return twin.to(torch.float32).eval().requires_grad_(False)
 
 
-def example_batch(config, batch: int = 2, seq: int = 16, seed: int = 0, pad_left: bool = False) -> dict[str, torch.Tensor]:
+def example_batch(config, batch: int = 2, seq: int = 16, seed: int = 0,
+                  pad_left: bool = False) -> dict[str, torch.Tensor]:
     """Seeded token ids in the vocabulary (past the special tokens), row 0 padded after 2/3 of `seq`
     (at the start with pad_left), token types 0 then 1: a batch that exercises every input."""
     g = torch.Generator().manual_seed(seed)
@@ -130,3 +143,64 @@ def example_batch(config, batch: int = 2, seq: int = 16, seed: int = 0, pad_left
     if getattr(config, "type_vocab_size", 1) > 1:
         types[:, seq // 2:] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+class PositionalEncoder(nn.Module):
+    """(input_ids, attention_mask, token_type_ids) -> last_hidden_state: the plain positional-tensor signature
+    the exporters trace, calling the transformers model with keywords."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+
+def error_line(exc: BaseException) -> str:
+    """"TypeName: first line of the message": how an engine's reason quotes a library's error."""
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _redirected_fds() -> Iterator[None]:
+    """What C++ writes to file descriptors 1 and 2 goes to a scratch file for the duration (Python's own streams
+    are flushed first so nothing of theirs is lost)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+@contextlib.contextmanager
+def quiet(*loggers: str, fds: bool = False) -> Iterator[None]:
+    """While an engine converts or quantises: no warnings, no prints, no log records below errors from the root
+    logger and the named ones (errors still raise). With `fds`, also nothing of what C++ writes to the process's
+    stdout and stderr (an exporter's graph dump on failure)."""
+    targets = [logging.getLogger(), *(logging.getLogger(name) for name in loggers)]
+    levels = [logger.level for logger in targets]
+    try:
+        for logger in targets:
+            logger.setLevel(logging.ERROR)
+        with contextlib.ExitStack() as stack:
+            if fds:
+                stack.enter_context(_redirected_fds())
+            stack.enter_context(warnings.catch_warnings())
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(targets, levels):
+            logger.setLevel(level)

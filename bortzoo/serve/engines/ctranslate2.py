@@ -33,13 +33,10 @@ products, oneDNN's, pick AVX-512 VNNI anyway).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import os
 import types
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +46,7 @@ import torch
 from torch import nn
 
 from bortzoo.serve import cpu
-from bortzoo.serve.engines.base import Batch, EngineError, importable
+from bortzoo.serve.engines.base import Batch, EngineError, error_line, importable, quiet
 
 __all__ = ["ENGINE", "CTranslate2Engine", "CTranslate2Runner"]
 
@@ -58,19 +55,6 @@ _SCHEMES = {"int8": ("int8", "int8_float32"), "fp32": ("float32", "float32")}
 # ONEDNN_MAX_CPU_ISA limits -> the CT2_FORCE_CPU_ISA that keeps ctranslate2's own kernels inside them
 _CT2_ISA = {"SSE41": "GENERIC", "AVX": "AVX", "AVX2": "AVX2", "AVX2_VNNI": "AVX2", "AVX2_VNNI_2": "AVX2"}
 _META = "bortzoo"  # the key of what the runner needs in ctranslate2's config.json
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-@contextlib.contextmanager
-def _quiet():
-    """ctranslate2's converter and loader print and warn; errors still propagate."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _unsupported(config: Any) -> str | None:
@@ -183,7 +167,7 @@ class CTranslate2Engine:
         if reason:
             raise EngineError(self.name, reason)
         try:
-            with _quiet(), torch.no_grad():
+            with quiet(), torch.no_grad():
                 spec = _spec(source)
                 spec.validate()
                 spec.optimize(quantization=quantization)
@@ -191,7 +175,7 @@ class CTranslate2Engine:
         except EngineError:
             raise
         except Exception as exc:
-            raise EngineError(self.name, f"conversion failed: {_first_line(exc)}") from exc
+            raise EngineError(self.name, f"conversion failed: {error_line(exc)}") from exc
 
     def load(self, folder: Path, scheme: str, threads: int) -> CTranslate2Runner:
         _, compute_type = self._scheme(scheme)
@@ -202,7 +186,7 @@ class CTranslate2Engine:
             encoder = ct2.Encoder(str(folder), device="cpu", compute_type=compute_type,
                                   intra_threads=int(threads), inter_threads=1)
         except Exception as exc:
-            raise EngineError(self.name, f"cannot load {folder}: {_first_line(exc)}") from exc
+            raise EngineError(self.name, f"cannot load {folder}: {error_line(exc)}") from exc
         return CTranslate2Runner(encoder, ct2.StorageView, meta, int(threads), compute_type)
 
 

@@ -25,12 +25,9 @@ Traps found:
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import platform
 import re
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,8 +43,10 @@ from bortzoo.serve.engines.base import (
     RUNTIME_CACHE,
     Batch,
     EngineError,
+    PositionalEncoder,
     example_batch,
     importable,
+    quiet,
 )
 
 __all__ = ["ENGINE", "OpenVINOEngine", "missing", "name", "packages", "schemes"]
@@ -69,26 +68,13 @@ def missing() -> str | None:
     return None
 
 
-class _Encoder(nn.Module):
-    """The source with three positional tensors in and the last hidden state out: what the frontend traces."""
-
-    def __init__(self, bert: nn.Module) -> None:
-        super().__init__()
-        self.bert = bert
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                         token_type_ids=token_type_ids).last_hidden_state
-
-
 @contextlib.contextmanager
 def _offline_and_quiet():
     """While converting and quantising: no telemetry, no progress bars, no logging below errors, no warnings.
 
     Why telemetry: ovc and nncf build their telemetry with the opt-in dialog off, so without a consent file
     they send (Google Analytics). Every send goes through TelemetrySender.send, which is dropped here.
-    Errors still raise: only stdout chatter (nncf's rich progress bars), warnings and info logs go."""
+    Errors still raise: only printed chatter (nncf's rich progress bars), warnings and info logs go."""
     restore = []
     try:
         from openvino_telemetry.utils.sender import TelemetrySender
@@ -97,18 +83,11 @@ def _offline_and_quiet():
     if TelemetrySender is not None:
         restore.append((TelemetrySender, "send", TelemetrySender.__dict__["send"]))
         TelemetrySender.send = lambda self, backend, message: None
-    # nncf's info logs; transformers' loss_type warning, which tracing the module's attributes sets off
-    loggers = [logging.getLogger(n) for n in ("nncf", "transformers")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        # nncf's info logs; transformers' loss_type warning, which tracing the module's attributes sets off
+        with quiet("nncf", "transformers"):
             yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
         for owner, attr, value in restore:
             setattr(owner, attr, value)
 
@@ -135,7 +114,7 @@ def _convert(source: nn.Module):
     inputs = [(n, ov.PartialShape([-1, -1]), ov.Type.i64) for n in INPUT_NAMES]
     try:
         with torch.inference_mode(False), torch.no_grad():
-            model = ov.convert_model(_Encoder(source).eval(), example_input=example, input=inputs)
+            model = ov.convert_model(PositionalEncoder(source).eval(), example_input=example, input=inputs)
     except Exception as err:  # the frontend raises OpConversionFailure, the tracer anything
         raise EngineError(name, f"OpenVINO cannot convert this model: {_reason(err)}") from err
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
@@ -148,7 +127,10 @@ def _calibration_data(calibration: Sequence[Batch]):
     batches = list(calibration)
     if not batches:
         raise EngineError(name, "int8 needs at least one calibration batch to fix activation ranges")
-    to_numpy = lambda batch: {n: batch[n].to(torch.int64).contiguous().numpy() for n in INPUT_NAMES}
+
+    def to_numpy(batch):
+        return {n: batch[n].to(torch.int64).contiguous().numpy() for n in INPUT_NAMES}
+
     return nncf.Dataset(batches, to_numpy), len(batches)
 
 

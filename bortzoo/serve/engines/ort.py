@@ -39,15 +39,9 @@ Traps found (each is why the code is as it is):
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
 import platform
-import sys
-import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +51,17 @@ import torch
 from torch import nn
 
 from bortzoo.serve import cpu
-from bortzoo.serve.engines.base import INPUT_NAMES, OUTPUT_NAME, Batch, EngineError, example_batch, importable
+from bortzoo.serve.engines.base import (
+    INPUT_NAMES,
+    OUTPUT_NAME,
+    Batch,
+    EngineError,
+    PositionalEncoder,
+    error_line,
+    example_batch,
+    importable,
+    quiet,
+)
 
 __all__ = ["BLOCK_SIZE", "ENGINE", "OPSET", "OrtEngine", "OrtRunner", "export_onnx", "session_options"]
 
@@ -66,66 +70,6 @@ BLOCK_SIZE = 128  # "int8-block": input channels per weight scale and per activa
 MODEL_FILE = "encoder.onnx"
 META_FILE = "ort.json"
 _FORMAT = 1
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-@contextlib.contextmanager
-def _redirected_fds():
-    """What C++ writes to file descriptors 1 and 2 goes to a scratch file for the duration (Python's own streams
-    are flushed first so nothing of theirs is lost)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    with tempfile.TemporaryFile() as sink:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            yield
-        finally:
-            for fd, copy in zip((1, 2), saved):
-                os.dup2(copy, fd)
-                os.close(copy)
-
-
-@contextlib.contextmanager
-def _quiet(fds: bool = False):
-    """Silence the exporter's and quantizer's warnings, prints and log records (errors still propagate). With
-    `fds`, also what C++ writes to the process's stdout and stderr (the exporter's graph dump on failure)."""
-    loggers = [logging.getLogger(), logging.getLogger("onnxruntime"), logging.getLogger("torch.onnx")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with contextlib.ExitStack() as stack:
-            if fds:
-                stack.enter_context(_redirected_fds())
-            stack.enter_context(warnings.catch_warnings())
-            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-            stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-class _Positional(nn.Module):
-    """(input_ids, attention_mask, token_type_ids) -> last_hidden_state: the positional plain-tensor signature the
-    TorchScript exporter traces, calling the transformers model with keywords."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
 
 
 def export_onnx(source: nn.Module, path: str | os.PathLike, *, engine: str = "ort") -> Path:
@@ -140,16 +84,16 @@ def export_onnx(source: nn.Module, path: str | os.PathLike, *, engine: str = "or
     config = source.config
     seq = max(2, min(16, int(getattr(config, "max_position_embeddings", 16) or 16)))
     example = example_batch(config, batch=2, seq=seq)
-    wrapper = _Positional(source).eval()  # see the module docstring: export restores the wrapper's flag
+    wrapper = PositionalEncoder(source).eval()  # see the module docstring: export restores the wrapper's flag
     was_training = source.training
     dynamic = {name: {0: "batch", 1: "seq"} for name in (*INPUT_NAMES, OUTPUT_NAME)}
     try:
-        with _quiet(fds=True), torch.no_grad():
+        with quiet("onnxruntime", "torch.onnx", fds=True), torch.no_grad():
             torch.onnx.export(wrapper, tuple(example[name] for name in INPUT_NAMES), str(path),
                               input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], dynamic_axes=dynamic,
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)
     except Exception as exc:  # any exporter failure means this engine cannot take the model
-        raise EngineError(engine, f"the ONNX export failed: {_first_line(exc)}") from exc
+        raise EngineError(engine, f"the ONNX export failed: {error_line(exc)}") from exc
     finally:
         source.train(was_training)
     return path
@@ -160,7 +104,7 @@ def _quantize_dynamic(plain: Path, out: Path, reduce_range: bool) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet():
+    with quiet("onnxruntime"):
         quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          reduce_range=reduce_range, op_types_to_quantize=["MatMul"],
                          extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
@@ -265,7 +209,7 @@ class OrtRunner:
         try:
             out = self.session.run(self._outputs, feed)[0]
         except Exception as exc:  # onnxruntime's own error types, reported under the engine's name
-            raise EngineError("ort", f"onnxruntime failed to run the encoder: {_first_line(exc)}") from exc
+            raise EngineError("ort", f"onnxruntime failed to run the encoder: {error_line(exc)}") from exc
         return torch.from_numpy(out)
 
 
@@ -310,7 +254,7 @@ class OrtEngine:
             except EngineError:
                 raise
             except Exception as exc:  # the quantizer's failure is this scheme's failure
-                raise EngineError(self.name, f"{scheme} quantisation failed: {_first_line(exc)}") from exc
+                raise EngineError(self.name, f"{scheme} quantisation failed: {error_line(exc)}") from exc
             finally:
                 plain.unlink(missing_ok=True)
         (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
@@ -320,7 +264,7 @@ class OrtEngine:
         try:
             meta = json.loads((folder / META_FILE).read_text())
         except (OSError, ValueError) as exc:
-            raise EngineError(self.name, f"no readable {META_FILE} in {folder}: {_first_line(exc)}") from exc
+            raise EngineError(self.name, f"no readable {META_FILE} in {folder}: {error_line(exc)}") from exc
         if meta.get("format") != _FORMAT or meta.get("scheme") != scheme:
             raise EngineError(self.name, f"{folder} holds scheme {meta.get('scheme')!r} (format "
                                          f"{meta.get('format')}), not {scheme!r}")
@@ -336,7 +280,7 @@ class OrtEngine:
             session = ort.InferenceSession(str(folder / MODEL_FILE), session_options(threads),
                                            providers=["CPUExecutionProvider"])
         except Exception as exc:  # a missing kernel or a corrupt file: the artefact cannot run here
-            raise EngineError(self.name, f"onnxruntime cannot load {scheme}: {_first_line(exc)}") from exc
+            raise EngineError(self.name, f"onnxruntime cannot load {scheme}: {error_line(exc)}") from exc
         return OrtRunner(session, int(threads), int(meta["max_position_embeddings"]), scheme)
 
 
