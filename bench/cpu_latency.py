@@ -46,7 +46,9 @@ The int8 engines do some matmuls (attention) in floating point, so their % of th
 on how busy the int8 units are.
 
 Then a ratio table gives, per setting, auto-bort's speed-up (their ms / auto's) against hf-fp32-bert-large,
-hf-fp32-bort and the fastest peer (a non-torch candidate that held its self-check there), named. At the end
+hf-fp32-bort and the fastest peer (a non-torch candidate that held its self-check there, named; a calibrated
+scheme such as openvino-int8 is timed and shown but is not a peer here: its activation ranges come from the
+bench's random tokens, and auto, given no check= batches of real text, does not consider it). At the end
 a TARGETS block checks the goals of the CPU-inference issue:
   - at every grid point: auto-bort >= 1.0x the fastest peer that holds the guard;
   - batch 8, seq 128 (threads 1 and 2): auto-bort's encoder GOP/s >= 70% of this CPU's int8 GEMM peak;
@@ -94,8 +96,9 @@ from bortzoo.errors import BortzooError, first_line  # noqa: E402
 from bortzoo.serve.timing import SETTLE_S  # noqa: E402
 from bortzoo.serve.bench import OtherCpuLoad, build_model, hardware_info, make_inputs, percentile, slug  # noqa: E402
 from bortzoo.serve.bench import write_results as bench_results  # noqa: E402
-from bortzoo.serve.cpu import cpu_flags, cpu_summary, has_vnni, isa_limit, native_bf16  # noqa: E402
+from bortzoo.serve.cpu import cpu_flags, cpu_model, cpu_summary, has_vnni, isa_limit, native_bf16  # noqa: E402
 from bortzoo.serve.engine_cache import library_versions  # noqa: E402
+from bortzoo.serve.engines import peer  # noqa: E402
 from bortzoo.serve.engines.base import EngineError  # noqa: E402
 from bortzoo.serve.optimize import CandidateResult, OptimizeReport, candidates, optimize  # noqa: E402
 
@@ -135,6 +138,9 @@ class Engine:
     engine: Optional[str] = None
     scheme: Optional[str] = None
     status: str = PENDING
+    # a static-int8 scheme, calibrated here on the bench's random tokens: auto-bort (given no check= batches)
+    # does not consider it, so it is timed and shown but is no "peer that holds the guard" for the targets
+    calibrated: bool = False
 
     @property
     def dtype(self) -> Optional[str]:
@@ -173,13 +179,23 @@ def engine_list(cands: Optional[Sequence[CandidateResult]] = None) -> list[Engin
     names = {c.name for c in cands}
     for cand in cands:
         rows.append(Engine(f"{cand.name}-bort", "torch" if cand.engine == "torch" else "peer", "bort", cand.engine,
-                           cand.scheme, candidate_status(cand)))
+                           cand.scheme, candidate_status(cand), calibrated=_calibrated(cand)))
         if cand.name == "torch-int8" and "torch-bf16" not in names:
             rows.append(Engine("torch-bf16-bort", "torch", "bort", "torch", "bf16",
                                "not applicable: no native bf16 on this CPU (avx512_bf16 or AMX), so auto does not "
                                "consider it (emulated bf16 is slower than fp32)"))
     rows.append(Engine(AUTO, "auto", "bort", "auto"))
     return rows
+
+
+def _calibrated(cand: CandidateResult) -> bool:
+    """Whether this candidate's scheme fixes activation ranges from calibration batches (auto needs check=)."""
+    if cand.engine == "torch":
+        return False
+    try:
+        return cand.scheme in getattr(peer(cand.engine), "calibrated", ())
+    except (ImportError, BortzooError):
+        return False
 
 
 def select_engines(engines: Sequence[Engine], names: Optional[Sequence[str]]) -> list[Engine]:
@@ -497,7 +513,7 @@ def model_rows(engines: Sequence[Engine], archs: Mapping[str, Arch], times: Mapp
             dtype = scheme_dtype(chose.split("-", 1)[1]) if chose and "-" in chose else None
         peak = peaks.get((threads, dtype)) if dtype else None
         row: dict[str, Any] = {
-            "engine": engine.name, "kind": engine.kind, "dtype": dtype,
+            "engine": engine.name, "kind": engine.kind, "calibrated": engine.calibrated, "dtype": dtype,
             "chose": chose if engine.kind == "auto" else None, "model": engine.model, "arch": arch.short(),
             "batch": batch, "seq": seq, "threads": threads, "encoder_gop": ops / 1e9, "status": OK,
             "median_ms": None, "p90_ms": None, "min_ms": None, "rounds": 0, "achieved_gops": None,
@@ -597,13 +613,16 @@ def _at(rows: Sequence[Mapping[str, Any]], batch: int, seq: int, threads: int) -
 def fastest_peer(rows: Sequence[Mapping[str, Any]], batch: int, seq: int,
                  threads: int) -> tuple[Optional[Mapping[str, Any]], str]:
     """The fastest peer row (non-torch candidate) timed at this setting -- it held its self-check, or it would
-    not have been timed -- or None and why there is none."""
-    peers = [r for r in _at(rows, batch, seq, threads) if r.get("kind") == "peer"]
+    not have been timed -- or None and why there is none. Calibrated rows (static int8 fixed on the bench's
+    random tokens) are left out: auto-bort gets no check= batches, so it may not choose them either."""
+    here = [r for r in _at(rows, batch, seq, threads) if r.get("kind") == "peer"]
+    peers = [r for r in here if not r.get("calibrated")]
     timed = [r for r in peers if _timed(r)]
     if timed:
         return min(timed, key=lambda r: r["median_ms"]), ""
     if not peers:
-        return None, "no peer engine in this run (--engines)"
+        return None, ("no peer engine in this run (--engines)" if not here else
+                      "only calibrated peers ran, which auto does not consider without check= batches")
     return None, "no peer engine held its self-check here: " + "; ".join(f"{r['engine']} {r['status']}"
                                                                         for r in peers)
 
@@ -963,7 +982,11 @@ def kernel_flags(flags: Optional[Iterable[str]] = None) -> list[str]:
 def result_stem(meta: Mapping[str, Any]) -> str:
     """timm-style: stamped with the CPU, its kernel flags (and any ISA limit) and the versions of torch and each
     installed engine library, so results from different machines or installs never collide."""
-    parts = ["cpu_latency", slug(meta["cpu"]) or "unknown-cpu", *meta.get("kernel_flags", [])]
+    parts = ["cpu_latency", slug(meta["cpu"]) or "unknown-cpu"]
+    if meta.get("cpu_model"):  # "family 25 model 17" -> "f25m17": two generations may share a name
+        model = re.sub(r"family (\S+) model (\S+)", r"f\1m\2", slug(meta["cpu_model"], keep=" "))
+        parts.append(model.replace(" ", "-"))
+    parts += meta.get("kernel_flags", [])
     if meta.get("isa_limit"):
         parts.append(f"limit-{slug(meta['isa_limit'])}")
     versions = meta.get("versions", {})
@@ -1177,6 +1200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     meta = {
         **hardware_info(),
         "cpu_summary": cpu_summary(),
+        "cpu_model": cpu_model(),
         "kernel_flags": kernel_flags(),
         "isa_limit": isa_limit(),
         "has_vnni": has_vnni(),

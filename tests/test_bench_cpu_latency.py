@@ -323,6 +323,21 @@ def test_auto_is_checked_against_the_fastest_peer_at_every_grid_point():
         "; auto runs ort-int8 itself, so the gap is between two copies of one engine")
 
 
+def test_a_calibrated_peer_is_timed_but_not_the_peer_auto_is_held_to():
+    """openvino-int8 is calibrated on the bench's random tokens; auto, given no check= batches, may not choose it."""
+    engines = cl.engine_list([CandidateResult("ort", "int8"), CandidateResult("openvino", "int8")])
+    assert {e.name: e.calibrated for e in engines if e.kind == "peer"} == {"ort-int8-bort": False,
+                                                                           "openvino-int8-bort": True}
+    times = {"auto-bort": [0.010], "ort-int8-bort": [0.011], "openvino-int8-bort": [0.008]}
+    rows = cl.model_rows(engines, ARCHS, times, {}, {}, 1, 32, 1, chose="ort-int8")
+    assert next(r for r in rows if r["engine"] == "openvino-int8-bort")["median_ms"] == pytest.approx(8.0)
+    target = cl.peer_target(rows, 1, 32, 1)
+    assert target["status"] == "PASS" and target["reference"] == "ort-int8-bort"
+    alone = cl.model_rows([e for e in engines if e.name != "ort-int8-bort"], ARCHS, times, {}, {}, 1, 32, 1)
+    assert cl.fastest_peer(alone, 1, 32, 1) == (
+        None, "only calibrated peers ran, which auto does not consider without check= batches")
+
+
 def test_against_bert_large_50x_with_vnni_and_the_int8_bound_without(monkeypatch):
     flops = ARCHS["bort"].encoder_flops(128, 1)
     peak_gops = flops / 0.010 / 1e9  # at the int8 peak, Bort takes 10 ms
@@ -411,6 +426,9 @@ def test_result_stem_has_cpu_kernel_flags_limit_and_installed_versions():
                                     "torch2.13.0-cpu-ort1.32.0-ct2-4.8.5")
     meta.update(isa_limit="AVX2", versions={"torch": "2.13.0"})
     assert cl.result_stem(meta).endswith("-amx-limit-avx2-torch2.13.0")
+    # two generations behind one name (Zen 4 and Zen 5 are both "AMD EPYC" in a VM): the core's family and model
+    meta.update(cpu="AMD EPYC", cpu_model="family 25 model 17", isa_limit=None)
+    assert cl.result_stem(meta).startswith("cpu_latency-amd-epyc-f25m17-avx512-")
     assert cl.kernel_flags({"avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16", "amx_tile"}) == \
         ["avx512", "avx512_vnni", "amx"]
     assert cl.kernel_flags({"avx2", "avx_vnni"}) == ["avx2", "avx_vnni"]
