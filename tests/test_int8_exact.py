@@ -139,3 +139,19 @@ def test_a_pickled_layer_takes_the_range_of_the_cpu_it_runs_on(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert QuantizedLinear.from_linear(nn.Linear(32, 16), activation_bits=8).bits == 8
+
+
+@pytest.mark.parametrize("entries, model", [
+    ({"model name": "AMD EPYC", "cpu family": "25", "model": "17", "flags": "avx2"}, "family 25 model 17"),
+    ({"Features": "asimd", "CPU implementer": "0x41", "CPU part": "0xd0c"}, "implementer 0x41 part 0xd0c"),
+    ({"model name": "unknown"}, None),
+])
+def test_the_cpu_summary_names_the_cores_generation(monkeypatch, entries, model):
+    """Zen 4 and Zen 5 both read "AMD EPYC" in a VM, with twice the int8 rate apart: the summary (in every
+    card and benchmark file) and the engine cache's machine key tell them apart by family and model."""
+    from bortzoo.serve import engine_cache
+
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: entries)
+    assert cpu.cpu_model() == model
+    assert (model in cpu.cpu_summary()) if model else ("model" not in cpu.cpu_summary())
+    assert engine_cache.machine_key()["model"] == model

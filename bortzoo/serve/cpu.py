@@ -16,7 +16,7 @@ import os
 import platform
 from typing import Optional
 
-__all__ = ["cpu_name", "cpu_flags", "isa_limit", "has_vnni", "native_bf16", "cpu_summary"]
+__all__ = ["cpu_name", "cpu_model", "cpu_flags", "isa_limit", "has_vnni", "native_bf16", "cpu_summary"]
 
 # ONEDNN_MAX_CPU_ISA values (oneDNN's dnnl_cpu_isa names) -> what the kernels may still use
 _ISA_FEATURES = {
@@ -52,6 +52,18 @@ def cpu_name() -> str:
     """The marketing name of the CPU ("AMD EPYC 9R14"), or what platform knows where /proc/cpuinfo has none."""
     info = _cpuinfo()
     return info.get("model name") or info.get("Model") or platform.processor() or platform.machine() or "unknown-cpu"
+
+
+def cpu_model() -> Optional[str]:
+    """The core's generation where the name does not say it: "family 25 model 17" (x86; both Zen 4 and Zen 5
+    call themselves "AMD EPYC" in a VM, with different int8 throughput), "implementer 0x41 part 0xd0c"
+    (aarch64), or None."""
+    info = _cpuinfo()
+    if info.get("cpu family") and info.get("model"):
+        return f"family {info['cpu family']} model {info['model']}"
+    if info.get("CPU implementer") and info.get("CPU part"):
+        return f"implementer {info['CPU implementer']} part {info['CPU part']}"
+    return None
 
 
 def cpu_flags() -> frozenset[str]:
@@ -90,5 +102,6 @@ def cpu_summary() -> str:
               "asimddp", "i8mm", "bf16", "sve")
     flags = [f for f in wanted if f in cpu_flags()]
     limit = isa_limit()
-    return (f"{cpu_name()} ({platform.machine()}; {' '.join(flags) or 'no SIMD flags read'}"
+    model = f"{cpu_model()}; " if cpu_model() else ""
+    return (f"{cpu_name()} ({model}{platform.machine()}; {' '.join(flags) or 'no SIMD flags read'}"
             f"{f'; kernels limited to {limit}' if limit else ''})")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bortzoo.serve.cpu import cpu_flags, cpu_name
+from bortzoo.serve.cpu import cpu_flags, cpu_model, cpu_name
 
 __all__ = [
     "FORMAT",
@@ -77,7 +77,7 @@ def model_hash(model: nn.Module) -> str:
 
 def machine_key() -> dict[str, Any]:
     """What about this machine decides which kernels run: CPU name, flags, architecture, emulation variables."""
-    return {"cpu": cpu_name(), "machine": platform.machine(), "flags": sorted(cpu_flags()),
+    return {"cpu": cpu_name(), "model": cpu_model(), "machine": platform.machine(), "flags": sorted(cpu_flags()),
             "limits": {v: os.environ[v] for v in _ISA_VARIABLES if os.environ.get(v)}}
 
 
